@@ -1,0 +1,220 @@
+"""Parameters of a stacked RNN: names, shapes, initialisation and validation.
+
+Everything here follows ``torch.nn.RNN`` exactly, so that weights move between
+``torch.nn.RNN``, :class:`rnnlib.TorchRNN` and :class:`rnnlib.NumpyRNN` by name:
+
+=====================  ==========================================================
+name                   shape
+=====================  ==========================================================
+``weight_ih_l0``       ``(H, D)``  (layer 0 reads the input, width ``D``)
+``weight_ih_l{k}``     ``(H, H)``, or ``(H, 2H)`` when bidirectional (k >= 1)
+``weight_hh_l{k}``     ``(H, H)``
+``bias_ih_l{k}``       ``(H,)``
+``bias_hh_l{k}``       ``(H,)``
+``..._reverse``        the same, for the backward direction of a bidirectional RNN
+=====================  ==========================================================
+
+The module also holds the checks of constructor arguments and of the shapes of
+``input``/``h0``, shared by both implementations so that they fail the same way,
+with a message that says what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+NONLINEARITIES = ("tanh", "relu")
+KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def param_name(kind: str, layer: int, reverse: bool = False) -> str:
+    """The ``torch.nn.RNN`` name of one parameter, e.g. ``weight_hh_l1_reverse``."""
+    return f"{kind}_l{layer}{'_reverse' if reverse else ''}"
+
+
+def param_shapes(
+    input_size: int,
+    hidden_size: int,
+    num_layers: int = 1,
+    bias: bool = True,
+    bidirectional: bool = False,
+) -> dict[str, tuple[int, ...]]:
+    """Every parameter's name and shape, in ``torch.nn.RNN``'s registration order.
+
+    The order (layer by layer, forward direction before reverse, then
+    ``weight_ih, weight_hh, bias_ih, bias_hh``) matters: PyTorch initialises the
+    parameters in this order, so drawing them in the same order from the same
+    seeded generator gives the same weights.
+    """
+    num_directions = 2 if bidirectional else 1
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in range(num_layers):
+        layer_input = input_size if layer == 0 else hidden_size * num_directions
+        for direction in range(num_directions):
+            reverse = direction == 1
+            shapes[param_name("weight_ih", layer, reverse)] = (hidden_size, layer_input)
+            shapes[param_name("weight_hh", layer, reverse)] = (hidden_size, hidden_size)
+            if bias:
+                shapes[param_name("bias_ih", layer, reverse)] = (hidden_size,)
+                shapes[param_name("bias_hh", layer, reverse)] = (hidden_size,)
+    return shapes
+
+
+def num_parameters(
+    input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True, bidirectional: bool = False
+) -> int:
+    """Closed form of the parameter count, checked against ``sum(p.numel())`` in the tests.
+
+    Per direction, layer 0 has ``H*D + H*H (+ 2H)`` and a layer above has
+    ``H*(H*dirs) + H*H (+ 2H)``.
+    """
+    D, H, L = input_size, hidden_size, num_layers
+    dirs = 2 if bidirectional else 1
+    per_bias = 2 * H if bias else 0
+    first = H * D + H * H + per_bias
+    upper = H * (H * dirs) + H * H + per_bias
+    return dirs * (first + (L - 1) * upper)
+
+
+def init_params(
+    shapes: Mapping[str, tuple[int, ...]],
+    hidden_size: int,
+    rng: np.random.Generator,
+    dtype: Any = np.float64,
+) -> dict[str, np.ndarray]:
+    """PyTorch's initialisation: every entry uniform in ``[-1/sqrt(H), 1/sqrt(H)]``."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    return {name: rng.uniform(-bound, bound, size=shape).astype(dtype) for name, shape in shapes.items()}
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """An array from a NumPy array, a nested list or a (possibly grad-tracking) torch tensor."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def check_state_dict(
+    state_dict: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]]
+) -> dict[str, np.ndarray]:
+    """Convert a state dict to arrays, refusing missing, unexpected or mis-shaped entries.
+
+    Accepts the ``state_dict()`` of ``torch.nn.RNN``/:class:`rnnlib.TorchRNN`
+    (tensors) or a dict of arrays. Every problem is listed in one message.
+    """
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    arrays = {k: to_numpy(v) for k, v in state_dict.items() if k in expected}
+    misshaped = [
+        f"{k}: expected shape {tuple(expected[k])}, got {tuple(a.shape)}"
+        for k, a in arrays.items()
+        if tuple(a.shape) != tuple(expected[k])
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    if misshaped:
+        problems.append("wrong shapes: " + "; ".join(misshaped))
+    if problems:
+        raise ValueError("state dict does not fit this RNN: " + "; ".join(problems))
+    return arrays
+
+
+def check_config(
+    input_size: int, hidden_size: int, num_layers: int, nonlinearity: str, dropout: float
+) -> None:
+    """Refuse constructor arguments that ``torch.nn.RNN`` would refuse (and a few it lets through)."""
+    for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+        if value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value}")
+    if nonlinearity not in NONLINEARITIES:
+        raise ValueError(f"unknown nonlinearity {nonlinearity!r}: expected one of {NONLINEARITIES}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.floating)):
+        raise TypeError(f"dropout must be a float in [0, 1), got {type(dropout).__name__} ({dropout!r})")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+
+
+def dropout_warning_needed(dropout: float, num_layers: int) -> bool:
+    """PyTorch warns when dropout is set on a single layer: it applies only *between* layers."""
+    return dropout > 0 and num_layers == 1
+
+
+DROPOUT_WARNING = (
+    "dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+    "expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}"
+)
+
+
+def check_input_shape(
+    shape: tuple[int, ...], input_size: int, batch_first: bool
+) -> tuple[bool, int, int]:
+    """Check an input's shape and say how to read it.
+
+    Accepts ``(T, N, D)`` (time-major), ``(N, T, D)`` (``batch_first=True``) or
+    unbatched ``(T, D)``. Returns ``(batched, T, N)``; ``N`` is 1 when unbatched.
+    """
+    if len(shape) not in (2, 3):
+        layout = "(N, T, D)" if batch_first else "(T, N, D)"
+        raise ValueError(
+            f"input must be 3-D {layout} or unbatched 2-D (T, D) with D={input_size}, "
+            f"got a {len(shape)}-D array of shape {tuple(shape)}"
+        )
+    if shape[-1] != input_size:
+        raise ValueError(
+            f"input's last dimension must be input_size={input_size}, got {shape[-1]} (input shape {tuple(shape)})"
+        )
+    if len(shape) == 2:
+        return False, shape[0], 1
+    T, N = (shape[1], shape[0]) if batch_first else (shape[0], shape[1])
+    if T == 0 or N == 0:
+        raise ValueError(f"input must have at least one time step and one sequence, got shape {tuple(shape)}")
+    return True, T, N
+
+
+def check_h0_shape(shape: tuple[int, ...], batched: bool, num_states: int, batch: int, hidden_size: int) -> None:
+    """``h0`` must be ``(L*dirs, N, H)`` for batched input and ``(L*dirs, H)`` for unbatched input.
+
+    ``h0`` is never batch-first, whatever ``batch_first`` says (as in PyTorch).
+    """
+    if batched:
+        expected: tuple[int, ...] = (num_states, batch, hidden_size)
+        if len(shape) != 3:
+            raise ValueError(
+                f"for batched 3-D input, h0 must be 3-D (num_layers*num_directions, N, H) = {expected}, "
+                f"got a {len(shape)}-D array of shape {tuple(shape)}"
+            )
+    else:
+        expected = (num_states, hidden_size)
+        if len(shape) != 2:
+            raise ValueError(
+                f"for unbatched 2-D input, h0 must be 2-D (num_layers*num_directions, H) = {expected}, "
+                f"got a {len(shape)}-D array of shape {tuple(shape)}"
+            )
+    if tuple(shape) != expected:
+        raise ValueError(
+            f"h0 must have shape (num_layers*num_directions, {'N, ' if batched else ''}H) = {expected}, "
+            f"got {tuple(shape)}"
+        )
+
+
+def check_lengths(lengths: Any, batched: bool, T: int, N: int) -> np.ndarray:
+    """Per-sequence lengths: ``N`` integers in ``[1, T]`` (a packed batch's lengths)."""
+    if not batched:
+        raise ValueError("lengths are for batched input; unbatched 2-D input is one sequence of length T")
+    arr = to_numpy(lengths)
+    if arr.shape != (N,):
+        raise ValueError(f"lengths must have shape (N,) = ({N},), got {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
+    if arr.min() < 1 or arr.max() > T:
+        raise ValueError(f"every length must be in [1, T={T}], got {arr.tolist()}")
+    return arr.astype(np.int64)
