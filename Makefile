@@ -1,0 +1,52 @@
+# Entry points: `make book`, `make test`, `make execute`, `make clean`.
+# Each creates .venv from requirements.txt on first use (Python 3.11 + pip).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Same hash seed for `make execute` (which writes the stored outputs) and
+# `make test` (whose nbval run compares against them).
+export PYTHONHASHSEED := 0
+
+.PHONY: all book test execute clean distclean
+
+all: test book
+
+# Re-installed only when requirements.txt or pyproject.toml change.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -r requirements.txt
+	touch $@
+
+# -W: warnings are errors; -n: nitpicky (missing references warn);
+# --keep-going: report every warning, then fail; --all: fresh environment,
+# so warnings from pages unchanged since the last build are not hidden.
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going --all
+
+# One pytest run: the unit tests in tests/ plus nbval over the notebooks in
+# chapters/ (it re-runs each notebook and compares with the stored outputs,
+# after folding rounding-level noise per tests/nbval_sanitize.cfg).
+# --dist loadscope keeps all cells of a notebook on one xdist worker (they
+# share a kernel). Pointing at chapters/ keeps nbval out of _build/.
+test: $(STAMP)
+	$(BIN)/python -m pytest -n auto --dist loadscope \
+		--nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg \
+		tests chapters
+
+# Re-run every notebook in _toc.yml in place (after changing rnnlib).
+execute: $(STAMP)
+	$(BIN)/python tools/execute_notebooks.py
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune \
+		-exec rm -rf {} +
+	find chapters -name .ipynb_checkpoints -type d -prune -exec rm -rf {} +
+
+# Also remove the virtualenv.
+distclean: clean
+	rm -rf $(VENV)

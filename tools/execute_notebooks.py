@@ -1,0 +1,125 @@
+"""Re-execute the course notebooks in place, top to bottom, in a fresh kernel.
+
+Usage (from the repository root, normally via `make execute`):
+
+    python tools/execute_notebooks.py              # every notebook in _toc.yml
+    python tools/execute_notebooks.py chapters/01_one_layer.ipynb  # just these
+
+Only notebooks under chapters/ that are listed in _toc.yml are touched. The
+kernel is the Python running this script (the project's .venv), started with
+PYTHONHASHSEED=0, and no timing metadata is recorded, so re-running an
+unchanged notebook gives an unchanged file. A notebook whose execution fails
+is left as it was and the script exits non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import ipykernel.kernelspec
+import nbformat
+import yaml
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = ROOT / "chapters"
+CELL_TIMEOUT = 600  # seconds per cell
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+def toc_files(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
+    """Every `root`/`file` entry of a jb-book _toc.yml, in reading order."""
+    found: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                if isinstance(node.get(key), str):
+                    found.append(node[key])
+            for key in ("parts", "chapters", "sections"):
+                walk(node.get(key) or [])
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(yaml.safe_load(toc_path.read_text(encoding="utf8")))
+    return found
+
+
+def toc_notebooks() -> list[Path]:
+    """The .ipynb files under chapters/ that _toc.yml lists."""
+    notebooks = []
+    for entry in toc_files():
+        path = ROOT / entry
+        if path.suffix != ".ipynb":
+            path = path.with_name(path.name + ".ipynb")
+        if path.is_file() and path.resolve().is_relative_to(CHAPTERS):
+            notebooks.append(path.resolve())
+    return notebooks
+
+
+class CurrentEnvKernelSpecs(KernelSpecManager):
+    """Always run the kernel on this interpreter (like nbval --nbval-current-env)."""
+
+    def get_kernel_spec(self, kernel_name):
+        return self.kernel_spec_class(
+            resource_dir=ipykernel.kernelspec.RESOURCES,
+            **ipykernel.kernelspec.get_kernel_dict(),
+        )
+
+
+def execute(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)  # timings from other tools
+    km = KernelManager(kernel_name="python3", kernel_spec_manager=CurrentEnvKernelSpecs())
+    client = NotebookClient(
+        nb,
+        km=km,
+        timeout=CELL_TIMEOUT,
+        record_timing=False,
+        resources={"metadata": {"path": str(path.parent)}},  # cwd of the kernel
+    )
+    client.execute()
+    nbformat.validate(nb)
+    nbformat.write(nb, path)
+
+
+def main(argv: list[str]) -> int:
+    os.environ["PYTHONHASHSEED"] = "0"  # inherited by the kernel
+    listed = toc_notebooks()
+    if argv:
+        wanted = [Path(a).resolve() for a in argv]
+        unknown = [p for p in wanted if p not in listed]
+        if unknown:
+            for p in unknown:
+                print(f"not a notebook listed in _toc.yml: {p}", file=sys.stderr)
+            return 2
+        listed = wanted
+    if not listed:
+        print("no notebooks listed in _toc.yml; nothing to execute")
+        return 0
+    failed = []
+    for path in listed:
+        rel = path.relative_to(ROOT)
+        print(f"executing {rel} ...", flush=True)
+        try:
+            execute(path)
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
+            print(f"FAILED {rel} (left unchanged):\n{err}", file=sys.stderr)
+            failed.append(rel)
+    if failed:
+        print(f"{len(failed)} notebook(s) failed: {', '.join(map(str, failed))}", file=sys.stderr)
+        return 1
+    print(f"executed {len(listed)} notebook(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
