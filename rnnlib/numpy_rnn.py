@@ -52,8 +52,14 @@ class Activation:
     derivative_from_output: Callable[[Array], Array]
 
 
+def _tanh_derivative_from_output(h: Array) -> Array:
+    """``1 - h**2`` in one new array: no temporary ``h*h``, since backward calls it on all ``(T, N, H)`` states."""
+    d = np.square(h)
+    return np.subtract(1.0, d, out=d)
+
+
 ACTIVATIONS: dict[str, Activation] = {
-    "tanh": Activation(np.tanh, lambda h: 1.0 - h * h),
+    "tanh": Activation(np.tanh, _tanh_derivative_from_output),
     "relu": Activation(lambda a, out=None: np.maximum(a, 0.0, out=out), lambda h: (h > 0).astype(h.dtype)),
 }
 
@@ -164,16 +170,18 @@ def layer_forward(
     pre = (x.reshape(T * N, D_in) @ W_ih.T).reshape(T, N, H)
     if b_ih is not None:
         pre += b_ih + b_hh
-    W_hh_T = np.ascontiguousarray(W_hh.T)
-    states = np.empty((T, N, H), dtype=pre.dtype)  # the carried state after each step
+    W_hh_T = np.ascontiguousarray(W_hh.T)  # transposed once, not at every step
+    # pre[t] is read only at step t, so the state h_t can overwrite it in place: one (T, N, H) array
+    # instead of two, so less fresh memory to page in (a page fault per 4 KiB) and to keep in cache.
+    states = pre  # states[t]: a_t's input part before step t, the state h_t after it
     h = h0
     for t in range(T - 1, -1, -1) if reverse else range(T):
-        a = pre[t]
+        a = states[t]  # a view: the in-place updates below write into `states`
         a += h @ W_hh_T  # the only product that must wait for the previous step
-        act.forward(a, out=states[t])
+        act.forward(a, out=a)
         if mask is not None:  # past a sequence's end: hold its state
-            states[t] = np.where(mask[t, :, None], states[t], h)
-        h = states[t]
+            a[...] = np.where(mask[t, :, None], a, h)
+        h = a
     out = states if mask is None else states * mask[:, :, None]
     cache = {"x": x, "h0": h0, "states": states, "W_ih": W_ih, "W_hh": W_hh,
              "bias": b_ih is not None, "nonlinearity": nonlinearity, "reverse": reverse, "mask": mask}
@@ -195,29 +203,29 @@ def layer_backward(d_out: Array, d_h_last: Array, cache: dict[str, Any]) -> tupl
     W_ih, W_hh, reverse = cache["W_ih"], cache["W_hh"], cache["reverse"]
     T, N, D_in = x.shape
     H = W_hh.shape[0]
-    deriv = get_activation(cache["nonlinearity"]).derivative_from_output(states)  # (T, N, H)
-    d_pre = np.empty_like(states)  # gradient w.r.t. each step's pre-activation
-    dh = d_h_last.copy()  # gradient arriving from the step read after this one
+    # The activation's derivative at every step in one vectorised call, in a new (T, N, H) array that then
+    # becomes d_pre, the gradient w.r.t. each step's pre-activation: d_pre[t] = f'(a_t) * dL/dh_t, in place.
+    # As in layer_forward, the loop writes in place and allocates nothing (see benchmarks/rnn_speed.py).
+    d_pre = get_activation(cache["nonlinearity"]).derivative_from_output(states)  # f'(a_t) until step t runs
+    dh = d_h_last.copy()  # dL/dh_t: from the step read after this one, then plus this step's output's
     for t in range(T) if reverse else range(T - 1, -1, -1):
         if mask is None:
-            g = dh + d_out[t]
-            d_pre[t] = g * deriv[t]
-            dh = d_pre[t] @ W_hh
+            dh += d_out[t]
+            d_pre[t] *= dh
+            np.matmul(d_pre[t], W_hh, out=dh)  # on to the state read before this step
         else:
             m = mask[t, :, None]
             g = dh + np.where(m, d_out[t], 0.0)
-            d_pre[t] = np.where(m, g * deriv[t], 0.0)
+            d_pre[t] = np.where(m, g * d_pre[t], 0.0)
             dh = d_pre[t] @ W_hh + np.where(m, 0.0, g)  # a held state passes its gradient on
-    # h_prev for every step, in one array: the state read just before step t.
-    if reverse:
-        h_prev = np.concatenate([states[1:], h0[None]], axis=0)
-    else:
-        h_prev = np.concatenate([h0[None], states[:-1]], axis=0)
+    # dW_hh = sum over t of d_pre[t].T @ (the state read before step t): that is `states` shifted by one
+    # step, with h0 for the first step read. Two products, rather than building a shifted copy of `states`.
+    if reverse:  # step t read h_{t+1}; step T-1 read h0
+        dW_hh = d_pre[:-1].reshape(-1, H).T @ states[1:].reshape(-1, H) + d_pre[-1].T @ h0
+    else:  # step t read h_{t-1}; step 0 read h0
+        dW_hh = d_pre[1:].reshape(-1, H).T @ states[:-1].reshape(-1, H) + d_pre[0].T @ h0
     flat = d_pre.reshape(T * N, H)
-    grads = {
-        "weight_ih": flat.T @ x.reshape(T * N, D_in),
-        "weight_hh": flat.T @ h_prev.reshape(T * N, H),
-    }
+    grads = {"weight_ih": flat.T @ x.reshape(T * N, D_in), "weight_hh": dW_hh}
     if cache["bias"]:
         grads["bias_ih"] = flat.sum(axis=0)
         grads["bias_hh"] = grads["bias_ih"].copy()
@@ -415,6 +423,9 @@ class NumpyRNN:
             layer_output = outs[0] if dirs == 1 else np.concatenate(outs, axis=-1)
             if self.training and self.dropout > 0 and layer < L - 1:
                 if dropout_masks is not None:
+                    if layer not in dropout_masks:
+                        raise ValueError(f"dropout_masks has no mask for layer {layer}: expected one per layer "
+                                         f"below the top, keys {list(range(L - 1))}, got keys {sorted(dropout_masks)}")
                     drop = np.asarray(dropout_masks[layer], dtype=self.dtype)
                     if drop.shape != layer_output.shape:
                         raise ValueError(f"dropout mask for layer {layer} must have shape {layer_output.shape}, "
@@ -429,7 +440,9 @@ class NumpyRNN:
 
         self.last_dropout_masks = masks
         self._cache = {"caches": caches, "masks": masks, "batched": batched, "T": T, "N": N, "D": x.shape[-1]}
-        output = layer_input
+        # A copy: the top layer's states are also backward's cache, and a caller who edits
+        # the output in place must not change the gradients.
+        output = layer_input.copy()
         if not batched:
             return output[:, 0, :], h_n[:, 0, :]
         return (output.transpose(1, 0, 2) if self.batch_first else output), h_n

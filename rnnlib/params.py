@@ -172,12 +172,14 @@ def check_input_shape(
         raise ValueError(
             f"input's last dimension must be input_size={input_size}, got {shape[-1]} (input shape {tuple(shape)})"
         )
-    if len(shape) == 2:
-        return False, shape[0], 1
-    T, N = (shape[1], shape[0]) if batch_first else (shape[0], shape[1])
+    batched = len(shape) == 3
+    if batched:
+        T, N = (shape[1], shape[0]) if batch_first else (shape[0], shape[1])
+    else:
+        T, N = shape[0], 1
     if T == 0 or N == 0:
         raise ValueError(f"input must have at least one time step and one sequence, got shape {tuple(shape)}")
-    return True, T, N
+    return batched, T, N
 
 
 def check_h0_shape(shape: tuple[int, ...], batched: bool, num_states: int, batch: int, hidden_size: int) -> None:
