@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # `make test` (whose nbval run compares against them).
 export PYTHONHASHSEED := 0
 
-.PHONY: all book test execute clean distclean
+.PHONY: all book test browser execute clean distclean
 
 all: test book
 
@@ -31,11 +31,20 @@ book: $(STAMP)
 # after folding rounding-level noise per tests/nbval_sanitize.cfg).
 # --dist loadscope keeps all cells of a notebook on one xdist worker (they
 # share a kernel). Pointing at chapters/ keeps nbval out of _build/.
-test: $(STAMP)
-	$(BIN)/python -m pytest -n auto --dist loadscope \
+test: $(STAMP) browser
+	$(BIN)/python -m pytest -n auto --dist loadscope -rs \
 		--nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg \
 		tests chapters
+
+# tests/test_site.py drives Debian's Chromium headless. Install it when missing
+# and we may (root with apt, as on CI); otherwise the browser tests are
+# reported as SKIPPED with the reason, never passed silently.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+	  echo "WARNING: chromium is not installed and could not be; the browser tests will be SKIPPED" >&2; }
 
 # Re-run every notebook in _toc.yml in place (after changing rnnlib).
 execute: $(STAMP)
