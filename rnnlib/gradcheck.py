@@ -29,7 +29,7 @@ def rel_error(analytic: Any, numerical: Any) -> float:
     return float(np.max(np.abs(a - n) / np.maximum(1e-8, np.abs(a) + np.abs(n))))
 
 
-def numerical_gradient(f: Callable[[], float], x: Array, h: float = 1e-6) -> Array:
+def numerical_gradient(f: Callable[[], float], x: Array, h: float = 1e-5) -> Array:
     """Centred differences ``(f(x+h) - f(x-h)) / 2h`` of a scalar function, one entry of ``x`` at a time.
 
     ``f`` takes no arguments and reads ``x``, which is perturbed in place and restored.
@@ -56,7 +56,7 @@ def numerical_gradient(f: Callable[[], float], x: Array, h: float = 1e-6) -> Arr
     return grad
 
 
-def numerical_gradient_array(f: Callable[[Array], Array], x: Array, df: Array, h: float = 1e-6) -> Array:
+def numerical_gradient_array(f: Callable[[Array], Array], x: Array, df: Array, h: float = 1e-5) -> Array:
     """Numerical gradient of ``sum(f(x) * df)`` w.r.t. ``x``: a vector-Jacobian product, as in CS231n.
 
     Args:
@@ -74,7 +74,7 @@ def check_rnn_gradients(
     *,
     lengths: Any = None,
     seed: int = 0,
-    h: float = 1e-6,
+    h: float = 1e-5,
 ) -> dict[str, float]:
     """Compare :meth:`NumpyRNN.backward` with centred finite differences.
 

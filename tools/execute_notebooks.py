@@ -15,6 +15,7 @@ is left as it was and the script exits non-zero.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -91,8 +92,27 @@ def execute(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def unsaved_work(paths: list[Path]) -> list[Path]:
+    """Notebooks whose file differs from the committed one (a learner's or author's edits).
+
+    Re-execution rewrites a notebook's outputs; outside a git checkout nothing can be
+    told apart, so every notebook counts as possibly edited.
+    """
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--", *map(str, paths)],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return list(paths)
+    changed = {(ROOT / line[3:].strip()).resolve() for line in out.splitlines() if line.strip()}
+    return [p for p in paths if p in changed]
+
+
 def main(argv: list[str]) -> int:
     os.environ["PYTHONHASHSEED"] = "0"  # inherited by the kernel
+    force = "--force" in argv
+    argv = [a for a in argv if a != "--force"]
     listed = toc_notebooks()
     if argv:
         wanted = [Path(a).resolve() for a in argv]
@@ -105,6 +125,12 @@ def main(argv: list[str]) -> int:
     if not listed:
         print("no notebooks listed in _toc.yml; nothing to execute")
         return 0
+    edited = [] if force else unsaved_work(listed)
+    if edited:
+        for p in edited:
+            print(f"refusing to re-execute {p.relative_to(ROOT)}: it has uncommitted changes "
+                  "that re-execution would overwrite (commit them, or pass --force)", file=sys.stderr)
+        return 2
     failed = []
     for path in listed:
         rel = path.relative_to(ROOT)
