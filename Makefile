@@ -9,6 +9,9 @@ STAMP  := $(VENV)/.installed
 # Same hash seed for `make execute` (which writes the stored outputs) and
 # `make test` (whose nbval run compares against them).
 export PYTHONHASHSEED := 0
+# One BLAS thread per process: pytest-xdist already runs one process per core,
+# and OpenBLAS threads fighting over 2 shared cores made NumPy loops 10x slower.
+export OPENBLAS_NUM_THREADS := 1
 
 .PHONY: all book test browser execute clean distclean
 

@@ -5,15 +5,36 @@
 * :func:`rnn_cell_forward` / :func:`rnn_cell_backward`: one step with an explicit cache.
 * :mod:`rnnlib.gradcheck`: finite-difference checks with CS231n's relative error.
 * :mod:`rnnlib.params`: names, shapes, initialisation and validation shared by both.
+
+Around them, one concept per module: :mod:`~rnnlib.examples` (the article's worked
+example), :mod:`~rnnlib.shapes`, :mod:`~rnnlib.dataflow` and :mod:`~rnnlib.diagrams`
+(computation orders and the unrolled grid), :mod:`~rnnlib.gradient_flow`,
+:mod:`~rnnlib.clipping`, :mod:`~rnnlib.tbptt`, :mod:`~rnnlib.init` and
+:mod:`~rnnlib.mistakes` (training signals), :mod:`~rnnlib.optim`, :mod:`~rnnlib.data`,
+:mod:`~rnnlib.models` and :mod:`~rnnlib.train` (training on real tasks), and
+:mod:`~rnnlib.checks` (diagnostic feedback for the coursework).
 """
 
+from .clipping import clip_grad_norm
+from .data import CharVocab, adding_problem, load_corpus
 from .gradcheck import check_rnn_gradients, numerical_gradient, numerical_gradient_array, rel_error
 from .numpy_rnn import NumpyRNN, layer_backward, layer_forward, rnn_cell_backward, rnn_cell_forward
+from .models import NumpyRNNLM, TorchRNNLM, TorchRNNRegressor
+from .optim import SGD, Adam
 from .params import num_parameters, param_name, param_shapes
 from .torch_rnn import TorchRNN
 
 __all__ = [
+    "SGD",
+    "Adam",
+    "CharVocab",
     "NumpyRNN",
+    "NumpyRNNLM",
+    "TorchRNNLM",
+    "TorchRNNRegressor",
+    "adding_problem",
+    "clip_grad_norm",
+    "load_corpus",
     "TorchRNN",
     "check_rnn_gradients",
     "layer_backward",
