@@ -302,3 +302,12 @@ def test_format_shape_table_is_aligned_and_flags_disagreement():
     assert all(line.endswith("yes") for line in lines[2:])
     bad = ShapeRow(True, False, False, 1, (1, 1, 1), (1, 1, 1), (1, 1, 1), (1, 1, 1), False, float("inf"))
     assert format_shape_table([bad]).splitlines()[-1].endswith("NO")
+
+
+def test_view_after_transpose_needs_contiguous_or_reshape():
+    """Merging the first two axes of a transposed tensor with .view fails; .contiguous().view and .reshape agree."""
+    x = torch.from_numpy(article_input())
+    swapped = x.transpose(0, 1)
+    with pytest.raises(RuntimeError):
+        swapped.view(8, 3)
+    assert torch.equal(swapped.contiguous().view(8, 3), swapped.reshape(8, 3))

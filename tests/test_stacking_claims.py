@@ -266,3 +266,17 @@ def test_feeding_input_to_every_layer_differs_and_is_top_layer_alone():
         top_alone, _ = one_layer_with(square, 1)(x)
     assert np.abs(wrong - reference.numpy()).max() > 0.1
     assert np.abs(wrong - top_alone.numpy()).max() < 1e-12
+
+
+def test_output_layer_on_the_stack_reads_only_the_top_layer():
+    """y_t = W_ho h_t^(L) + b_ho: the head applied to `output`, and its last step is the head of hn[-1]."""
+    torch.manual_seed(ARTICLE_SEED)
+    rnn = nn.RNN(3, 5, 2).double()
+    head = nn.Linear(5, 2).double()
+    x = torch.from_numpy(article_input(dtype=np.float64))
+    with torch.no_grad():
+        output, hn = rnn(x, torch.zeros(2, 2, 5, dtype=torch.float64))
+        y = head(output)
+        by_hand = output.numpy() @ head.weight.numpy().T + head.bias.numpy()
+        assert np.abs(y.numpy() - by_hand).max() < 1e-12
+        assert (y[-1] - head(hn[-1])).abs().max().item() < 1e-12  # equal up to matmul rounding
