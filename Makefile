@@ -13,7 +13,7 @@ export PYTHONHASHSEED := 0
 # and OpenBLAS threads fighting over 2 shared cores made NumPy loops 10x slower.
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: all book test browser execute clean distclean
+.PHONY: all book test browser execute student student-book grade clean distclean
 
 all: test book
 
@@ -52,6 +52,19 @@ browser:
 # Re-run every notebook in _toc.yml in place (after changing rnnlib).
 execute: $(STAMP)
 	$(BIN)/python tools/execute_notebooks.py
+
+# Coursework (tools/coursework.py): student versions of the assignments in
+# build/student/ (never overwriting a file it did not generate, or one a learner
+# changed, unless FORCE=1); the student edition of the site (no solutions) in
+# _build/student/html; and grading one submission: make grade NB=path.ipynb.
+student: $(STAMP)
+	$(BIN)/python tools/coursework.py student $(if $(FORCE),--force)
+
+student-book: $(STAMP)
+	$(BIN)/python tools/coursework.py site
+
+grade: $(STAMP)
+	$(BIN)/python tools/coursework.py grade $(NB)
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis

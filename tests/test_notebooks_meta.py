@@ -14,43 +14,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
+
+from tools.toc import resolve_entry, toc_entries
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
 TOC = ROOT / "_toc.yml"
 
 MEMORY_ADDRESS = re.compile(r"\bat 0x[0-9a-fA-F]{4,}")
-
-
-def toc_entries() -> list[str]:
-    """Every `root`/`file` entry of _toc.yml (jb-book format), in order."""
-    found: list[str] = []
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            for key in ("root", "file"):
-                if isinstance(node.get(key), str):
-                    found.append(node[key])
-            for key in ("parts", "chapters", "sections"):
-                walk(node.get(key) or [])
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(yaml.safe_load(TOC.read_text(encoding="utf8")))
-    return found
-
-
-def resolve_entry(entry: str) -> Path | None:
-    """The .md/.ipynb file a toc entry names (with or without suffix), if any."""
-    base = ROOT / entry
-    candidates = [base] if base.suffix in (".md", ".ipynb") else []
-    candidates += [base.with_name(base.name + ".md"), base.with_name(base.name + ".ipynb")]
-    for path in candidates:
-        if path.is_file():
-            return path.resolve()
-    return None
 
 
 def chapter_notebooks() -> list[Path]:

@@ -46,7 +46,6 @@ link check and the figure check need neither.
 
 from __future__ import annotations
 
-import glob
 import importlib.util
 import io
 import json
@@ -63,6 +62,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 import yaml
+
+from tools.toc import resolve_entry, toc_entries
 
 ROOT = Path(__file__).resolve().parent.parent
 TOC = ROOT / "_toc.yml"
@@ -122,39 +123,14 @@ class TocPage:
         return self.source.suffix == ".ipynb"
 
 
-def _resolve(entry: str) -> Path:
-    base = ROOT / entry
-    for path in ([base] if base.suffix else []) + [base.with_name(base.name + s) for s in (".ipynb", ".md", ".rst")]:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"_toc.yml names {entry!r}, but there is no such .ipynb/.md/.rst file")
-
-
 def toc_pages() -> list[TocPage]:
-    """Every page that ``_toc.yml`` lists (root, files, globs; not urls), in order."""
-    pages: list[TocPage] = []
-
-    def add(entry: str) -> None:
-        path = _resolve(entry)
-        docname = path.relative_to(ROOT).with_suffix("").as_posix()
-        if docname not in {p.docname for p in pages}:
-            pages.append(TocPage(docname, path))
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            for key in ("root", "file"):
-                if isinstance(node.get(key), str):
-                    add(node[key])
-            if isinstance(node.get("glob"), str):
-                for match in sorted(glob.glob(str(ROOT / node["glob"]))):
-                    add(Path(match).relative_to(ROOT).with_suffix("").as_posix())
-            for key in ("parts", "chapters", "sections", "subtrees", "entries"):
-                walk(node.get(key) or [])
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(yaml.safe_load(TOC.read_text(encoding="utf8")))
+    """Every page that ``_toc.yml`` lists, in reading order."""
+    pages = []
+    for entry in toc_entries(TOC):
+        path = resolve_entry(entry)
+        if path is None:
+            raise FileNotFoundError(f"_toc.yml names {entry!r}, but there is no such .ipynb/.md file")
+        pages.append(TocPage(path.relative_to(ROOT).with_suffix("").as_posix(), path))
     return pages
 
 

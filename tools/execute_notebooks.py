@@ -21,47 +21,18 @@ from pathlib import Path
 
 import ipykernel.kernelspec
 import nbformat
-import yaml
 from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tools.toc import toc_notebooks  # noqa: E402
+
 CHAPTERS = ROOT / "chapters"
 CELL_TIMEOUT = 600  # seconds per cell
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-
-
-def toc_files(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
-    """Every `root`/`file` entry of a jb-book _toc.yml, in reading order."""
-    found: list[str] = []
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            for key in ("root", "file"):
-                if isinstance(node.get(key), str):
-                    found.append(node[key])
-            for key in ("parts", "chapters", "sections"):
-                walk(node.get(key) or [])
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(yaml.safe_load(toc_path.read_text(encoding="utf8")))
-    return found
-
-
-def toc_notebooks() -> list[Path]:
-    """The .ipynb files under chapters/ that _toc.yml lists."""
-    notebooks = []
-    for entry in toc_files():
-        path = ROOT / entry
-        if path.suffix != ".ipynb":
-            path = path.with_name(path.name + ".ipynb")
-        if path.is_file() and path.resolve().is_relative_to(CHAPTERS):
-            notebooks.append(path.resolve())
-    return notebooks
 
 
 class CurrentEnvKernelSpecs(KernelSpecManager):
@@ -79,7 +50,9 @@ def execute(path: Path) -> None:
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)  # timings from other tools
-    km = KernelManager(kernel_name="python3", kernel_spec_manager=CurrentEnvKernelSpecs())
+    # An *async* kernel manager: with a blocking one nbclient never applies the cell
+    # timeout, and a cell that never ends would hang `make execute` for good.
+    km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=CurrentEnvKernelSpecs())
     client = NotebookClient(
         nb,
         km=km,
