@@ -109,6 +109,14 @@ class TorchRNN(nn.Module):
             self.register_parameter(name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
         self.reset_parameters()
 
+    @classmethod
+    def from_torch(cls, module: nn.Module, *, dtype: Any = torch.float64) -> "TorchRNN":
+        """A ``TorchRNN`` with the configuration, weights and train/eval mode of a ``torch.nn.RNN``."""
+        model = cls(module.input_size, module.hidden_size, module.num_layers, module.nonlinearity, module.bias,
+                    module.batch_first, module.dropout, module.bidirectional, dtype=dtype)
+        model.load_state_dict(module.state_dict())
+        return model.train(module.training)
+
     def reset_parameters(self) -> None:
         """Uniform in ``[-1/sqrt(H), 1/sqrt(H)]``, parameter by parameter in registration order."""
         bound = 1.0 / math.sqrt(self.hidden_size)

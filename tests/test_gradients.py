@@ -39,12 +39,7 @@ PROPERTY = settings(max_examples=8, deadline=None, derandomize=True, database=No
 
 def copies(rnn: nn.RNN) -> tuple[NumpyRNN, TorchRNN]:
     """A float64 NumpyRNN and TorchRNN holding ``rnn``'s configuration, weights and mode."""
-    numpy_rnn = NumpyRNN.from_torch(rnn)
-    torch_rnn = TorchRNN(rnn.input_size, rnn.hidden_size, rnn.num_layers, rnn.nonlinearity, rnn.bias,
-                         rnn.batch_first, rnn.dropout, rnn.bidirectional, dtype=torch.float64)
-    torch_rnn.load_state_dict(rnn.state_dict())
-    torch_rnn.train(rnn.training)
-    return numpy_rnn, torch_rnn
+    return NumpyRNN.from_torch(rnn), TorchRNN.from_torch(rnn)
 
 
 def autograd_gradients(module: nn.Module, x: np.ndarray, h0: np.ndarray, G: np.ndarray,

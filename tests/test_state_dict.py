@@ -165,3 +165,19 @@ def test_torch_rnn_load_state_dict_refuses_missing_extra_and_misshaped_entries()
     assert 'Missing key(s) in state_dict: "bias_hh_l0"' in message
     assert 'Unexpected key(s) in state_dict: "extra"' in message
     assert "size mismatch for weight_hh_l0" in message
+
+
+def test_torch_rnn_from_torch_copies_configuration_weights_and_mode():
+    import torch
+    from torch import nn
+
+    from rnnlib import TorchRNN
+
+    torch.manual_seed(0)
+    rnn = nn.RNN(3, 4, 2, nonlinearity="relu", bias=False, batch_first=True, bidirectional=True).double().eval()
+    copy = TorchRNN.from_torch(rnn)
+    assert not copy.training
+    assert (copy.num_layers, copy.nonlinearity, copy.bias, copy.batch_first, copy.bidirectional) == (
+        2, "relu", False, True, True)
+    for (k1, v1), (k2, v2) in zip(rnn.state_dict().items(), copy.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2)
