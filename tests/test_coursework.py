@@ -14,8 +14,8 @@
   gives.
 * Slow, marked ``slow`` (they run in the normal suite): the round trip through a real
   nbgrader course (``generate_assignment`` gives exactly our student version;
-  ``autograde`` gives the same points per task as the local grader), kept to **A1** to
-  save time; and the student edition of the site (built with -W -n), whose HTML holds
+  ``autograde`` gives the same points per task as the local grader), for A1-A4;
+  and the student edition of the site (built with -W -n), whose HTML holds
   no solution text.
 
 Gradings are shared between tests through module-scoped fixtures (each notebook is run
@@ -404,52 +404,64 @@ def test_points_table_in_instructor_guide_matches_the_notebooks():
 
 
 # --------------------------------------------------------------------------------------
-# Slow: a real nbgrader course (A1 only, to save time)
+# Slow: a real nbgrader course, with every assignment
 # --------------------------------------------------------------------------------------
 
 def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     result = subprocess.run([str(Path(PYTHON).parent / "nbgrader"), *args], cwd=course, env=env,
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
 
 @pytest.mark.slow
-def test_nbgrader_course_round_trip_a1(tmp_path, student_dir):
-    """A1 only (time): generate_assignment == our student version; autograde == our grader."""
+def test_nbgrader_course_round_trip(tmp_path, student_dir):
+    """In a teacher's own nbgrader course, for A1-A4: generate_assignment == our student version;
+    autograde gives the solution full marks, the untouched student version zero, and the same
+    points per task as our grader (plus, for A1, a submission with a wrong answer and an edited test)."""
     from nbgrader.api import Gradebook
 
     course = tmp_path / "course"
-    (course / "source" / "a1").mkdir(parents=True)
+    course.mkdir()
     (course / "nbgrader_config.py").write_text(
         "c = get_config()\n"
         f"c.CourseDirectory.root = {str(course)!r}\n"
         "c.CourseDirectory.course_id = 'rnn-course'\n"
         "c.Execute.timeout = 120\n")
-    shutil.copy(A1, course / "source" / "a1" / A1.name)
-    nbgrader(course, "generate_assignment", "a1", "--force")
+    assignments = {path.stem.split("_")[0].lower(): path for path in SOLUTIONS}  # a1 -> A1_rnn_step.ipynb
+    assert sorted(assignments) == ["a1", "a2", "a3", "a4"]
+    expected: dict[tuple[str, str], float] = {}
+    for name, solution in assignments.items():
+        (course / "source" / name).mkdir(parents=True)
+        shutil.copy(solution, course / "source" / name / solution.name)
+        nbgrader(course, "generate_assignment", name, "--force")
 
-    release = cw.read_notebook(course / "release" / "a1" / A1.name)
-    ours = cw.read_notebook(student_dir / A1.name)
-    assert [(c.cell_type, c.source) for c in release.cells] == [(c.cell_type, c.source) for c in ours.cells]
-    assert [c.metadata for c in release.cells] == [c.metadata for c in ours.cells]
+        release = cw.read_notebook(course / "release" / name / solution.name)
+        ours = cw.read_notebook(student_dir / solution.name)
+        assert [(c.cell_type, c.source) for c in release.cells] == [(c.cell_type, c.source) for c in ours.cells]
+        assert [c.metadata for c in release.cells] == [c.metadata for c in ours.cells]
 
-    carol = cw.read_notebook(A1)
-    a1_edits_test_cell(carol)
-    submissions = {"alice": cw.read_notebook(A1), "bob": ours, "carol": carol}
-    for student, nb in submissions.items():
-        (course / "submitted" / student / "a1").mkdir(parents=True)
-        nbformat.write(nb, course / "submitted" / student / "a1" / A1.name)
-    nbgrader(course, "autograde", "a1")  # creates the students in the gradebook (create_student=True)
+        submissions = {"alice": cw.read_notebook(solution), "bob": ours}
+        expected[name, "alice"] = float(sum(t.points for t in cw.tasks_of(submissions["alice"])))
+        expected[name, "bob"] = 0.0
+        if name == "a1":
+            carol = cw.read_notebook(solution)
+            a1_edits_test_cell(carol)
+            submissions["carol"] = carol
+            expected[name, "carol"] = 7.0
+        for student, nb in submissions.items():
+            (course / "submitted" / student / name).mkdir(parents=True)
+            nbformat.write(nb, course / "submitted" / student / name / solution.name)
+        nbgrader(course, "autograde", name)  # creates the students in the gradebook (create_student=True)
 
-    expected_totals = {"alice": 10.0, "bob": 0.0, "carol": 7.0}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "rnn-course") as gb:
-        for student in submissions:
-            submission = gb.find_submission("a1", student)
-            assert (submission.score, submission.max_score) == (expected_totals[student], 10.0)
-            theirs = {g.name: g.score for g in gb.find_submission_notebook(A1.stem, "a1", student).grades}
-            ours_report = graded(course / "submitted" / student / "a1" / A1.name)
+        for (name, student), total in expected.items():
+            solution = assignments[name]
+            submission = gb.find_submission(name, student)
+            assert submission.score == total, (name, student, submission.score)
+            theirs = {g.name: g.score for g in gb.find_submission_notebook(solution.stem, name, student).grades}
+            ours_report = graded(course / "submitted" / student / name / solution.name)
             assert theirs == {t.grade_id: t.points for t in ours_report.tasks}, ours_report.table()
 
 
