@@ -40,7 +40,7 @@ Environment knobs, for development: ``SITE_PATH_OUTPUT=/tmp/x`` builds into
 ``CHROMIUM=/path/to/chromium`` picks the browser.
 
 Without Playwright or without a Chromium binary the browser tests are SKIPPED
-with the reason; ``.ci/run`` installs Chromium first (``make browser``). The
+with the reason; ``make test`` installs Chromium first when it can (its ``browser`` target). The
 link check and the figure check need neither.
 """
 
