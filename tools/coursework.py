@@ -858,6 +858,22 @@ def task_titles(nb: NotebookNode) -> dict[str, str]:
     return titles
 
 
+def solution_code_lines(nb: NotebookNode, exclude_text: str = "") -> list[str]:
+    """Distinctive code lines inside ### BEGIN/END SOLUTION regions (not found in ``exclude_text``)."""
+    lines, inside = [], False
+    for cell in nb.cells:
+        for line in cell.source.splitlines():
+            if "BEGIN SOLUTION" in line:
+                inside = True
+            elif "END SOLUTION" in line:
+                inside = False
+            elif inside:
+                s = line.strip()
+                if len(s) >= 15 and not s.startswith("#") and s not in exclude_text:
+                    lines.append(s)
+    return lines
+
+
 def points_table(source_dir: Path = SOURCE_DIR) -> str:
     """Markdown table of every autograded task: assignment, task, test cell, points; totals."""
     lines = ["| Assignment | Task | Test cell (`grade_id`) | Points |", "|---|---|---|---:|"]
