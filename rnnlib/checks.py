@@ -53,10 +53,10 @@ import importlib
 import math
 import traceback
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -887,7 +887,7 @@ def _torch_forward(params: Mapping[str, Array], x: Array, h0: Array | None, L: i
     return out.numpy(), h_n.numpy()
 
 
-def _safe(fn: Callable[[], Any]) -> Any:
+def _safe(fn: Callable[..., Any]) -> Any:  # ``...``: mypy can't match ``lambda m=m: ...`` to ``Callable[[], Any]``
     """A variant that raises (a shape error on this probe) is simply not available on it."""
     try:
         return fn()
@@ -965,8 +965,9 @@ STACK_MISTAKES = ("x_to_every_layer", "layer0_weights_everywhere", "h0_first_lay
                   "h_n_top_only", "h_n_top_only#3d", "h0_ignored")
 
 
-def _layer_weights(params: Mapping[str, Array], layer: int, suffix: str = "") -> tuple[Array, ...]:
-    return tuple(params[f"{k}_l{layer}{suffix}"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+def _layer_weights(params: Mapping[str, Array], layer: int, suffix: str = "") -> tuple[Array, Array, Array, Array]:
+    return cast("tuple[Array, Array, Array, Array]",  # mypy can't count a tuple built from a generator
+                tuple(params[f"{k}_l{layer}{suffix}"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
 
 
 def _stack_variant(x: Array, h0: Array | None, params: Mapping[str, Array], L: int, mistake: str | None = None,
@@ -975,6 +976,7 @@ def _stack_variant(x: Array, h0: Array | None, params: Mapping[str, Array], L: i
     N, H = x.shape[1], params["weight_hh_l0"].shape[0]
     if h0 is None or mistake == "h0_ignored":
         h0 = np.zeros((L, N, H))
+    finals: list[Array]
     layer_input, outs, finals = x, [], []
     for layer in range(L):
         weights = _layer_weights(params, 0 if mistake == "layer0_weights_everywhere" else layer)
@@ -1461,7 +1463,7 @@ LAYER_BACKWARD_MISTAKES = ("no_tanh_derivative", "no_dh_next", "dh_n_ignored", "
                            "forward_in_time", "dh0_not_through_cell", "dx_reversed", "only_last_output")
 
 
-def _layer_backward_variant(d_out: Array, dh_n: Array, caches: list[Mapping[str, Any]], mistake: str | None = None,
+def _layer_backward_variant(d_out: Array, dh_n: Array, caches: Sequence[Mapping[str, Any]], mistake: str | None = None,
                             step_mistake: str | None = None) -> dict[str, Array]:
     """BPTT through one layer, ``-> {dx (T, N, D), dh0 (N, H), dW_ih, dW_hh, db_ih, db_hh}``, with one mistake."""
     if mistake in ("no_tanh_derivative", "no_dh_next"):
@@ -1489,7 +1491,7 @@ def _layer_backward_variant(d_out: Array, dh_n: Array, caches: list[Mapping[str,
             "dh0": dh_at_0 if mistake == "dh0_not_through_cell" else dh_next, **total}
 
 
-def _torch_layer_grads(x: Array, h0: Array, weights: tuple[Array, ...], d_out: Array, dh_n: Array
+def _torch_layer_grads(x: Array, h0: Array, weights: tuple[Array, Array, Array, Array], d_out: Array, dh_n: Array
                        ) -> dict[str, Array]:
     tx, th0, tWi, tWh, tbi, tbh = map(_t, (x, h0, *weights))
     h, outs = th0, []
@@ -1501,7 +1503,7 @@ def _torch_layer_grads(x: Array, h0: Array, weights: tuple[Array, ...], d_out: A
     return {k: g.numpy() for k, g in zip(LAYER_GRAD_KEYS, grads)}
 
 
-def _layer_caches(x: Array, h0: Array, weights: tuple[Array, ...]) -> list[dict[str, Any]]:
+def _layer_caches(x: Array, h0: Array, weights: tuple[Array, Array, Array, Array]) -> list[dict[str, Any]]:
     from .numpy_rnn import rnn_cell_forward
 
     h, caches = h0, []
@@ -1557,7 +1559,7 @@ def _flatten_stack(dx: Array, dh0: Array, grads: Mapping[str, Array]) -> dict[st
     return {"dx": dx, "dh0": dh0, **{f"grads[{k!r}]": v for k, v in grads.items()}}
 
 
-def _stack_backward_variant(d_output: Array, d_h_n: Array, caches: list[list[Mapping[str, Any]]],
+def _stack_backward_variant(d_output: Array, d_h_n: Array, caches: Sequence[Sequence[Mapping[str, Any]]],
                             mistake: str | None = None) -> dict[str, Array]:
     """BPTT through a stack, flattened to ``{dx, dh0, grads['weight_ih_l0'], ...}``, with one mistake."""
     if mistake in _FROM_RNNLIB_MISTAKES:
@@ -1710,8 +1712,8 @@ def _forward_problem(model: nn.Module, x: torch.Tensor, name: str) -> str | None
     if not isinstance(pred, torch.Tensor):
         return f"{name}(x) should return a tensor of shape (N,), got {type(pred).__name__}"
     with torch.no_grad():
-        out, h_n = model.rnn(x)
-        fc = model.fc
+        out, h_n = cast(nn.Module, model.rnn)(x)
+        fc = cast(nn.Module, model.fc)
         expected = fc(out[-1]).squeeze(-1)
         variants = {
             "the bottom layer's final state h_n[0] is read instead of the top layer's (h_n[-1] or output[-1])":
@@ -1833,7 +1835,8 @@ def diagnose_train_step(fn: Any, *, seed: int = 0, extended: bool = False) -> st
         return losses, params
 
     ref_losses, ref_params = trajectory(_reference_train_step)
-    variants = {m: trajectory(lambda *a, m=m: _reference_train_step(*a, mistake=m)) for m in TRAIN_STEP_MISTAKES}
+    variants = {m: trajectory(lambda *a, m=m: _reference_train_step(*a, mistake=m))  # type: ignore[misc]  # *a: the 5 positional args
+                for m in TRAIN_STEP_MISTAKES}
     try:
         losses, params = trajectory(fn)
     except NotImplementedError:

@@ -132,7 +132,7 @@ def stream_batches(data: Array, seq_len: int, batch_size: int) -> Iterator[tuple
 def one_hot(ids: Array, num_classes: int, dtype: type = np.float64) -> Array:
     """``ids`` of any shape ``S`` to one-hot vectors of shape ``S + (num_classes,)``."""
     ids = np.asarray(ids)
-    out = np.zeros(ids.shape + (num_classes,), dtype=dtype)
+    out: Array = np.zeros(ids.shape + (num_classes,), dtype=dtype)
     np.put_along_axis(out, ids[..., None], 1.0, axis=-1)
     return out
 
@@ -158,10 +158,10 @@ def adding_problem(seq_len: int, batch_size: int, rng: np.random.Generator,
     if seq_len < 2:
         raise ValueError(f"the adding problem needs seq_len >= 2, got {seq_len}")
     T, N, half = seq_len, batch_size, seq_len // 2
-    values = rng.random((T, N)).astype(dtype)
+    values: Array = rng.random((T, N)).astype(dtype)
     first = rng.integers(0, half, size=N)
     second = rng.integers(half, T, size=N)
-    markers = np.zeros((T, N), dtype=dtype)
+    markers: Array = np.zeros((T, N), dtype=dtype)
     cols = np.arange(N)
     markers[first, cols] = 1.0
     markers[second, cols] = 1.0

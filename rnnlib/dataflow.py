@@ -29,7 +29,7 @@ A plain order of cells is the schedule with one cell per step.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Hashable, Iterable, NamedTuple, Sequence
+from typing import Any, Hashable, Iterable, NamedTuple, Sequence, cast
 
 import numpy as np
 
@@ -283,7 +283,7 @@ def is_valid_schedule(steps: Sequence[Sequence[Node]], num_layers: int, seq_len:
     cells = set(grid_cells(num_layers, seq_len))
     done: set[Node] = set()
     for step in steps:
-        step = [tuple(c) for c in step]
+        step = [cast(Node, tuple(c)) for c in step]  # cells may come as lists
         if len(set(step)) != len(step):
             return False
         for cell in step:
@@ -314,7 +314,7 @@ def peak_live_states(steps: Sequence[Sequence[Node]], num_layers: int, seq_len: 
     done: set[Node] = set()
     peak = 0
     for step in steps:
-        done.update(tuple(c) for c in step)
+        done.update(cast(Node, tuple(c)) for c in step)
         live = sum(1 for c in done if any(s not in done for s in succ[c]))
         peak = max(peak, live)
     return peak

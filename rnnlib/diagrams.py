@@ -14,12 +14,13 @@ is the same matrix.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import matplotlib
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+from matplotlib.artist import Artist
+from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
 
@@ -80,7 +81,7 @@ def draw_unrolled(
     highlight: str | Iterable[Node] | None = None,
     title: str | None = None,
     highlight_label: str | None = None,
-) -> Figure:
+) -> Figure | SubFigure:
     """Draw the unrolled ``L x T`` stack.
 
     Args:
@@ -112,6 +113,7 @@ def draw_unrolled(
         if unknown:
             raise ValueError(f"highlight has nodes outside the graph: {sorted(unknown)}")
 
+    fig: Figure | SubFigure  # a SubFigure when ``ax`` is in one
     if ax is None:
         fig, ax = plt.subplots(figsize=(1.25 * DX * (T + 2) + 0.6, 1.2 * DY * (L + 2) + 0.9))
     else:
@@ -120,6 +122,7 @@ def draw_unrolled(
     ax.set_facecolor("white")
 
     # Boxes.
+    face: str | tuple[float, float, float, float]  # a colour name, or RGBA from wave_fill
     for node in nodes:
         role = node_role(node, L, T)
         x, y = node_position(node)
@@ -144,6 +147,7 @@ def draw_unrolled(
 
     # Arrows, one per edge, in the graph's order.
     labelled: set[str] = set()
+    style: str | tuple[int, tuple[int, int]]  # a named or a dashed linestyle
     for src, dst, name in edges:
         (x0, y0), (x1, y1) = node_position(src), node_position(dst)
         vertical = x0 == x1
@@ -169,10 +173,10 @@ def draw_unrolled(
                         fontsize=11, color=color)
 
     # Legend: one entry per layer, naming the two matrices every arrow of that colour uses.
-    handles = [Line2D([], [], color=layer_color(l), lw=2,
-                      label=rf"layer {l}: $W_{{ih}}^{{({l})}}$ = weight_ih_l{l - 1} (up),"
-                            rf" $W_{{hh}}^{{({l})}}$ = weight_hh_l{l - 1} (right)")
-               for l in range(L, 0, -1)]
+    handles: list[Artist] = [Line2D([], [], color=layer_color(l), lw=2,
+                                    label=rf"layer {l}: $W_{{ih}}^{{({l})}}$ = weight_ih_l{l - 1} (up),"
+                                          rf" $W_{{hh}}^{{({l})}}$ = weight_hh_l{l - 1} (right)")
+                             for l in range(L, 0, -1)]
     handles.append(Line2D([], [], color=GREY, lw=1.1, linestyle=(0, (3, 2)), label="the same array (no weight)"))
     if wave_of:
         handles.append(Patch(fc=wave_fill((L + T) // 2, L + T - 1), ec="#999999",
@@ -182,7 +186,7 @@ def draw_unrolled(
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=1, frameon=False, fontsize=9.5)
 
     # Axis hints: time runs right, depth runs up.
-    hint = dict(arrowstyle="-|>", mutation_scale=12, color="#888888", lw=1.0, zorder=0)
+    hint: dict[str, Any] = dict(arrowstyle="-|>", mutation_scale=12, color="#888888", lw=1.0, zorder=0)
     ax.add_artist(FancyArrowPatch((0.6 * DX, -0.42 * DY), ((T + 0.4) * DX, -0.42 * DY), **hint))
     ax.text((T + 0.5) * DX, -0.42 * DY, "time $t$", ha="left", va="center", fontsize=10, color="#666666")
     ax.add_artist(FancyArrowPatch((-0.5 * DX, 0.6 * DY), (-0.5 * DX, (L + 0.4) * DY), **hint))

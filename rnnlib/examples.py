@@ -25,5 +25,5 @@ def article_input(batch_first: bool = False, dtype: type = np.float32) -> np.nda
         is the first one transposed).
     """
     # 0.1 ... 2.4, computed as k/10 so each value is the nearest float to its decimal.
-    x = (np.arange(1, 25, dtype=np.float64) / 10).reshape(SEQ_LEN, BATCH, INPUT_SIZE).astype(dtype)
+    x: np.ndarray = (np.arange(1, 25, dtype=np.float64) / 10).reshape(SEQ_LEN, BATCH, INPUT_SIZE).astype(dtype)
     return np.ascontiguousarray(x.transpose(1, 0, 2)) if batch_first else x

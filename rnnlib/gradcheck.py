@@ -42,7 +42,7 @@ def numerical_gradient(f: Callable[[], float], x: Array, h: float = 1e-5) -> Arr
         An array of ``x``'s shape.
     """
     grad = np.zeros_like(x, dtype=np.float64)
-    it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
+    it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])  # type: ignore[list-item]  # stubs want the flat form; nested is valid
     while not it.finished:
         ix = it.multi_index
         old = x[ix]

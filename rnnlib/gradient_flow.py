@@ -18,7 +18,7 @@ chapters on BPTT and on vanishing/exploding gradients).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def stack_forward(model: NumpyRNN, x: Array, h0: Array | None = None) -> tuple[A
         p = {kind: model.params.get(param_name(kind, layer)) for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
         h, outs, layer_caches = h0[layer], [], []
         for t in range(T):
-            h, cache = rnn_cell_forward(layer_input[t], h, p["weight_ih"], p["weight_hh"],
+            h, cache = rnn_cell_forward(layer_input[t], h, cast(Array, p["weight_ih"]), cast(Array, p["weight_hh"]),
                                         p["bias_ih"], p["bias_hh"], model.nonlinearity)
             outs.append(h)
             layer_caches.append(cache)
@@ -197,7 +197,8 @@ def torch_hidden_state_jacobians(model: NumpyRNN, x: Array, layer: int = -1, h0:
             def rest(h: "torch.Tensor", t: int = t, n: int = n) -> "torch.Tensor":
                 if t == T - 1:
                     return h
-                _, h_last = torch_layer_forward(inputs[t + 1:, n:n + 1], h[None], *p, model.nonlinearity)
+                _, h_last = torch_layer_forward(inputs[t + 1:, n:n + 1], h[None], *p,  # type: ignore[call-arg, arg-type]  # *p is W_ih, W_hh, b_ih, b_hh
+                                                model.nonlinearity)
                 return h_last[0]
 
             J[t, n] = torch.autograd.functional.jacobian(rest, states[t, n]).numpy()

@@ -52,7 +52,7 @@ def _zeros_like_hn(caches: list[list[Cache]], d_output: Array, d_h_n: Array | No
 # --------------------------------------------------------------------------------------
 
 
-def cell_backward_without_activation_derivative(dh: Array, cache: dict[str, Any]) -> dict[str, Array | None]:
+def cell_backward_without_activation_derivative(dh: Array, cache: dict[str, Any]) -> dict[str, Any]:
     """WRONG: :func:`rnn_cell_backward` that treats the activation as the identity.
 
     It uses ``da = dh`` where the chain rule needs ``da = dh * (1 - h**2)`` (tanh) or

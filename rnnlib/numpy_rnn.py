@@ -106,7 +106,7 @@ def rnn_cell_forward(
     return h, cache
 
 
-def rnn_cell_backward(dh: Array, cache: dict[str, Any]) -> dict[str, Array | None]:
+def rnn_cell_backward(dh: Array, cache: dict[str, Any]) -> dict[str, Any]:
     """Backward of :func:`rnn_cell_forward`.
 
     Args:
@@ -355,7 +355,8 @@ class NumpyRNN:
             )
         return arr
 
-    def _p(self, kind: str, layer: int, reverse: bool) -> Array | None:
+    def _bias(self, kind: str, layer: int, reverse: bool) -> Array | None:
+        """``bias_ih``/``bias_hh`` of one layer and direction, or ``None`` when ``bias=False``."""
         return self.params.get(param_name(kind, layer, reverse))
 
     def forward(
@@ -414,8 +415,9 @@ class NumpyRNN:
                 k = layer * dirs + direction
                 out, h_n[k], cache = layer_forward(
                     layer_input, h0_3d[k],
-                    self._p("weight_ih", layer, reverse), self._p("weight_hh", layer, reverse),
-                    self._p("bias_ih", layer, reverse), self._p("bias_hh", layer, reverse),
+                    self.params[param_name("weight_ih", layer, reverse)],
+                    self.params[param_name("weight_hh", layer, reverse)],
+                    self._bias("bias_ih", layer, reverse), self._bias("bias_hh", layer, reverse),
                     self.nonlinearity, reverse, mask,
                 )
                 outs.append(out)
@@ -466,7 +468,7 @@ class NumpyRNN:
         c = self._cache
         L, dirs, H = self.num_layers, self.num_directions, self.hidden_size
         T, N, batched = c["T"], c["N"], c["batched"]
-        out_shape = (T, N, H * dirs) if not self.batch_first else (N, T, H * dirs)
+        out_shape: tuple[int, ...] = (T, N, H * dirs) if not self.batch_first else (N, T, H * dirs)
         hn_shape: tuple[int, ...] = (L * dirs, N, H)
         if not batched:
             out_shape, hn_shape = (T, H * dirs), (L * dirs, H)

@@ -18,7 +18,7 @@ of steps agree with torch's to rounding (``tests/test_optim.py`` checks 1e-12).
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class Optimizer:
             if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
                 raise TypeError(f"parameter {name!r} must be a floating NumPy array, got {type(p).__name__}")
         self.params: dict[str, Array] = dict(params)
-        self.state: dict[str, dict[str, object]] = {name: {} for name in self.params}
+        self.state: dict[str, dict[str, Any]] = {name: {} for name in self.params}
 
     def _check_grads(self, grads: Mapping[str, Array]) -> None:
         missing = [k for k in self.params if k not in grads]
@@ -183,14 +183,14 @@ class Adam(Optimizer):
             st = self.state[name]
             g = np.asarray(grads[name], dtype=p.dtype)
             g = -g if self.maximize else g
-            st["step"] = k = int(st["step"]) + 1  # type: ignore[call-overload]
+            st["step"] = k = int(st["step"]) + 1
             if self.weight_decay != 0:
                 if self.decoupled_weight_decay:
                     p *= 1 - lr * self.weight_decay
                 else:
                     g = g + self.weight_decay * p
-            m: Array = st["exp_avg"]  # type: ignore[assignment]
-            v: Array = st["exp_avg_sq"]  # type: ignore[assignment]
+            m: Array = st["exp_avg"]
+            v: Array = st["exp_avg_sq"]
             m += (1 - beta1) * (g - m)  # torch's lerp_(g, 1 - beta1) for a weight below 0.5
             v *= beta2
             v += (1 - beta2) * (g * g)
@@ -199,7 +199,7 @@ class Adam(Optimizer):
             step_size = lr / bias_correction1
             bias_correction2_sqrt = bias_correction2**0.5
             if self.amsgrad:
-                v_max: Array = st["max_exp_avg_sq"]  # type: ignore[assignment]
+                v_max: Array = st["max_exp_avg_sq"]
                 np.maximum(v_max, v, out=v_max)
                 denom = np.sqrt(v_max) / bias_correction2_sqrt + self.eps
             else:

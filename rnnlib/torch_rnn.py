@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -53,7 +53,7 @@ def torch_layer_forward(
     act = _ACTIVATIONS[nonlinearity]
     pre = x @ W_ih.T  # the input projection of every step at once: (T, N, H)
     if b_ih is not None:
-        pre = pre + b_ih + b_hh
+        pre = pre + b_ih + cast(Tensor, b_hh)  # the biases come in pairs
     T = x.shape[0]
     states: list[Tensor] = [h0] * T
     h = h0
@@ -110,7 +110,7 @@ class TorchRNN(nn.Module):
         self.reset_parameters()
 
     @classmethod
-    def from_torch(cls, module: nn.Module, *, dtype: Any = torch.float64) -> "TorchRNN":
+    def from_torch(cls, module: nn.RNN, *, dtype: Any = torch.float64) -> "TorchRNN":
         """A ``TorchRNN`` with the configuration, weights and train/eval mode of a ``torch.nn.RNN``."""
         model = cls(module.input_size, module.hidden_size, module.num_layers, module.nonlinearity, module.bias,
                     module.batch_first, module.dropout, module.bidirectional, dtype=dtype)
@@ -133,7 +133,8 @@ class TorchRNN(nn.Module):
                 s += f", {key}={getattr(self, key)!r}"
         return s
 
-    def _weight(self, kind: str, layer: int, reverse: bool) -> Tensor | None:
+    def _bias(self, kind: str, layer: int, reverse: bool) -> Tensor | None:
+        """``bias_ih``/``bias_hh`` of one layer and direction, or ``None`` when ``bias=False``."""
         return getattr(self, param_name(kind, layer, reverse), None)
 
     def forward(
@@ -154,7 +155,7 @@ class TorchRNN(nn.Module):
             if lengths is not None:
                 raise ValueError("pass lengths or a PackedSequence, not both")
             padded, lens = pad_packed_sequence(input, batch_first=self.batch_first)  # original batch order
-            output, h_n = self.forward(padded, hx, lengths=lens)
+            output, h_n = cast("tuple[Tensor, Tensor]", self.forward(padded, hx, lengths=lens))  # padded in, padded out
             # Re-pack in the input's own sorted order, so that .data lines up with input.data.
             order = input.sorted_indices
             if order is not None:
@@ -187,23 +188,24 @@ class TorchRNN(nn.Module):
         else:
             x = input.transpose(0, 1) if self.batch_first else input
 
-        h_n: list[Tensor] = []
+        h_lasts: list[Tensor] = []
         for layer in range(L):
             outs = []
             for direction in range(dirs):
                 reverse = direction == 1
                 out, h_last = torch_layer_forward(
                     x, h0[layer * dirs + direction],
-                    self._weight("weight_ih", layer, reverse), self._weight("weight_hh", layer, reverse),
-                    self._weight("bias_ih", layer, reverse), self._weight("bias_hh", layer, reverse),
+                    self.get_parameter(param_name("weight_ih", layer, reverse)),
+                    self.get_parameter(param_name("weight_hh", layer, reverse)),
+                    self._bias("bias_ih", layer, reverse), self._bias("bias_hh", layer, reverse),
                     self.nonlinearity, reverse, mask,
                 )
                 outs.append(out)
-                h_n.append(h_last)
+                h_lasts.append(h_last)
             x = outs[0] if dirs == 1 else torch.cat(outs, dim=-1)
             if layer < L - 1 and self.dropout > 0 and self.training:
                 x = nn.functional.dropout(x, self.dropout, training=True)  # between layers only
-        hn = torch.stack(h_n)
+        hn = torch.stack(h_lasts)
         if not batched:
             return x.squeeze(1), hn.squeeze(1)
         return (x.transpose(0, 1) if self.batch_first else x), hn
