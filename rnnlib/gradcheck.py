@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .numpy_rnn import NumpyRNN
+from .params import to_numpy
 
 Array = np.ndarray
 
@@ -27,6 +28,18 @@ def rel_error(analytic: Any, numerical: Any) -> float:
     if a.size == 0:
         return 0.0
     return float(np.max(np.abs(a - n) / np.maximum(1e-8, np.abs(a) + np.abs(n))))
+
+
+def max_abs_difference(a: Any, b: Any) -> float:
+    """``max |a - b|`` over all entries, for NumPy arrays and torch tensors alike (0.0 when empty).
+
+    The parity measure the course prints everywhere; shapes must be equal (no broadcasting,
+    which would hide a layout mistake).
+    """
+    a, b = to_numpy(a), to_numpy(b)
+    if a.shape != b.shape:
+        raise ValueError(f"cannot compare arrays of shapes {a.shape} and {b.shape}")
+    return float(np.max(np.abs(a - b))) if a.size else 0.0
 
 
 def numerical_gradient(f: Callable[[], float], x: Array, h: float = 1e-5) -> Array:

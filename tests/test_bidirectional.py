@@ -20,17 +20,13 @@ from hypothesis import strategies as st
 from torch import nn
 
 from rnnlib import NumpyRNN, TorchRNN, layer_forward, num_parameters
+from rnnlib.gradcheck import max_abs_difference as max_abs
 from rnnlib.examples import ARTICLE_SEED, article_input
 
 TOL = 1e-12
 PROPERTY = settings(max_examples=15, deadline=None, derandomize=True, database=None)
 
 
-def max_abs(a, b) -> float:
-    a = a.detach().numpy() if torch.is_tensor(a) else np.asarray(a)
-    b = b.detach().numpy() if torch.is_tensor(b) else np.asarray(b)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.max(np.abs(a - b)))
 
 
 def article_birnn(num_layers: int = 2, batch_first: bool = False) -> nn.RNN:

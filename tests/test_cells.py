@@ -239,3 +239,17 @@ def test_numerical_gradient_array_is_a_vector_jacobian_product() -> None:
     A, x, df = rng.standard_normal((4, 3)), rng.standard_normal((3, 2)), rng.standard_normal((4, 2))
     g = numerical_gradient_array(lambda v: A @ v, x, df)
     assert rel_error(g, A.T @ df) < 1e-8
+
+
+def test_max_abs_difference_mixes_arrays_and_tensors_and_refuses_broadcasting():
+    import numpy as np
+    import pytest
+    import torch
+
+    from rnnlib.gradcheck import max_abs_difference
+
+    a = np.array([[1.0, 2.0], [3.0, 4.0]])
+    assert max_abs_difference(a, torch.tensor(a) + 0.5) == 0.5
+    assert max_abs_difference(np.empty((0, 3)), np.empty((0, 3))) == 0.0
+    with pytest.raises(ValueError, match=r"\(2, 2\) and \(2,\)"):
+        max_abs_difference(a, a[0])

@@ -22,17 +22,13 @@ import torch
 from torch import nn
 
 from rnnlib import NumpyRNN, TorchRNN, check_rnn_gradients, layer_forward
+from rnnlib.gradcheck import max_abs_difference as max_abs
 from rnnlib.examples import ARTICLE_SEED, article_input
 from rnnlib.torch_rnn import torch_layer_forward
 
 TOL = 1e-12
 
 
-def max_abs(a, b) -> float:
-    a = a.detach().numpy() if torch.is_tensor(a) else np.asarray(a)
-    b = b.detach().numpy() if torch.is_tensor(b) else np.asarray(b)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.max(np.abs(a - b)))
 
 
 def stack_with_masks(x, P, num_layers, bidirectional, masks):

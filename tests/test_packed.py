@@ -28,17 +28,13 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
 
 from rnnlib import NumpyRNN, TorchRNN, check_rnn_gradients
+from rnnlib.gradcheck import max_abs_difference as max_abs
 from rnnlib.examples import ARTICLE_SEED
 
 TOL = 1e-12
 PROPERTY = settings(max_examples=15, deadline=None, derandomize=True, database=None)
 
 
-def max_abs(a, b) -> float:
-    a = a.detach().numpy() if torch.is_tensor(a) else np.asarray(a)
-    b = b.detach().numpy() if torch.is_tensor(b) else np.asarray(b)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.max(np.abs(a - b))) if a.size else 0.0
 
 
 def chapter_batch():

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from rnnlib.gradcheck import max_abs_difference as max_abs
 from rnnlib import NumpyRNN, TorchRNN, num_parameters, param_shapes
 
 TOL = 1e-12
@@ -34,11 +35,6 @@ def copies(rnn: nn.RNN) -> tuple[NumpyRNN, TorchRNN]:
     return NumpyRNN.from_torch(rnn), TorchRNN.from_torch(rnn)
 
 
-def max_abs(a, b) -> float:
-    a = a.detach().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-    b = b.detach().numpy() if isinstance(b, torch.Tensor) else np.asarray(b)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.max(np.abs(a - b))) if a.size else 0.0
 
 
 def as_tensor(a: np.ndarray | None) -> torch.Tensor | None:
