@@ -104,9 +104,10 @@ def test_article_literal_input_equals_article_input():
 
 
 def test_article_printed_values_claim_output_last_equals_hn0():
-    # The article's invented numbers say output[-1] == hn[0]; they are not what nn.RNN returns.
+    # The article's invented numbers have output[-1] != hn[-1], which no weights can produce
+    # (output[-1] is always hn[-1]); instead output[-1] == hn[0].
     out, hn = torch.tensor(ARTICLE_PRINTED_OUTPUT), torch.tensor(ARTICLE_PRINTED_HN)
-    assert torch.equal(out[-1], hn[0]) and not torch.equal(out[-1], hn[-1])
+    assert not torch.equal(out[-1], hn[-1]) and torch.equal(out[-1], hn[0])
     _, _, _, real_out, real_hn = article_run()
     assert not torch.allclose(real_out, out, atol=1e-3)
 
@@ -194,6 +195,25 @@ def test_two_loop_numpy_equals_nn_rnn_float32_article():
     params = {k: v.detach().numpy() for k, v in rnn.state_dict().items()}
     out_np, hn_np = stacked_rnn_forward(x.numpy(), h0.numpy(), params, 2)
     assert np.abs(out_np - output.numpy()).max() < 1e-6 and np.abs(hn_np - hn.numpy()).max() < 1e-6
+
+
+def test_output_last_equals_hn0_can_happen_by_coincidence_but_never_output_last_differs_from_hn_last():
+    """With all-zero weights every state is 0, so output[-1] == hn[0] holds; output[-1] == hn[-1] holds always."""
+    rnn = nn.RNN(3, 5, 2)
+    with torch.no_grad():
+        for p in rnn.parameters():
+            p.zero_()
+        out, hn = rnn(torch.from_numpy(article_input()))
+    assert torch.equal(out[-1], hn[0]) and torch.equal(out[-1], hn[-1])
+
+
+def test_float32_two_loop_difference_is_of_order_1e_8_to_1e_7():
+    """The chapter's claim on float32 rounding: differences of order 1e-8 to 1e-7, not zero and not a bug."""
+    rnn, x, h0, output, hn = article_run()
+    params = {k: v.detach().numpy() for k, v in rnn.state_dict().items()}
+    out_np, hn_np = stacked_rnn_forward(x.numpy(), h0.numpy(), params, 2)
+    d32 = max(np.abs(out_np - output.numpy()).max(), np.abs(hn_np - hn.numpy()).max())
+    assert 1e-9 < d32 < 1e-6
 
 
 def test_two_loop_numpy_equals_nn_rnn_float64_article():
