@@ -6,12 +6,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# Same hash seed for `make execute` (which writes the stored outputs) and
-# `make test` (whose nbval run compares against them).
-export PYTHONHASHSEED := 0
-# One BLAS thread per process: pytest-xdist already runs one process per core,
-# and OpenBLAS threads fighting over 2 shared cores made NumPy loops 10x slower.
-export OPENBLAS_NUM_THREADS := 1
+# The numerical environment (one thread per math library, PYTHONHASHSEED=0) is set
+# in one place, tools/numerics.py: `make execute` applies it, and every pytest run
+# gets it from the root conftest.py, so a plain `pytest --nbval chapters/...` behaves
+# like `make test`. Values already in the environment win (to re-check the stored
+# outputs under other kernels); OPENBLAS_CORETYPE is never set here.
 
 .PHONY: all book test browser execute student student-book grade clean distclean
 

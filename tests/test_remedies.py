@@ -7,8 +7,8 @@
   idiom (1e-12); with a loss on the last step, every input outside the last chunk gets exactly
   zero gradient while inside it TBPTT equals full BPTT; the share truncation discards grows with rho.
 * ``rnnlib.init``: IRNN and ``set_recurrent_weights`` give what they promise.
-* The chapter's training demonstration: with lr 0.3, clipping at 1 ends at less than half the
-  unclipped loss.
+* The chapter's training demonstration, as medians over networks: with lr 0.3, the first unclipped
+  step saturates most states, and clipping at 1 ends at less than half the unclipped loss.
 """
 
 from __future__ import annotations
@@ -173,27 +173,47 @@ def test_set_recurrent_weights_sets_the_spectral_radius(kind) -> None:
         assert abs(np.linalg.norm(W, 2) - 0.8) < 1e-12
 
 
-def test_clipping_rescues_sgd_at_a_large_learning_rate() -> None:
-    """The chapter's demonstration: tanh, W_hh = 1.5 Q, zero biases, loss at the last step, lr 0.3."""
+def _clipping_demo(lr: float, max_norm: float, seed: int, steps: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """Chapter 6's demonstration: tanh, W_hh = 1.5 Q, zero biases, loss at the last step, plain SGD.
+
+    Returns the loss and the share of saturated states (|h| > 0.99) at every step.
+    """
     Hc, Dc, Nc, Tc = 32, 4, 8, 40
-    x = np.random.default_rng(2).standard_normal((Tc, Nc, Dc))
-    y = 0.5 * np.random.default_rng(4).standard_normal((Nc, Hc))
-
-    def final_loss(max_norm: float) -> float:
-        model = NumpyRNN(Dc, Hc, 1, "tanh", seed=0)
-        set_recurrent_weights(model, 1.5, "orthogonal", seed=1)
-        for name in model.params:
-            if name.startswith("bias"):
-                model.params[name][:] = 0.0
-        for _ in range(60):
-            out, _ = model.forward(x)
-            d_out = np.zeros_like(out)
-            d_out[-1] = (out[-1] - y) / Nc
-            model.backward(d_out)
-            clip_grad_norm(model.grads, max_norm)
-            for name in model.params:
-                model.params[name] -= 0.3 * model.grads[name]
+    x = np.random.default_rng(100 + seed).standard_normal((Tc, Nc, Dc))
+    y = 0.5 * np.random.default_rng(200 + seed).standard_normal((Nc, Hc))
+    model = NumpyRNN(Dc, Hc, 1, "tanh", seed=seed)
+    set_recurrent_weights(model, 1.5, "orthogonal", seed=seed + 1)
+    for name in model.params:
+        if name.startswith("bias"):
+            model.params[name][:] = 0.0
+    losses, saturated = [], []
+    for _ in range(steps):
         out, _ = model.forward(x)
-        return 0.5 * float(np.sum((out[-1] - y) ** 2)) / Nc
+        losses.append(0.5 * float(np.sum((out[-1] - y) ** 2)) / Nc)
+        saturated.append(float(np.mean(np.abs(out) > 0.99)))
+        d_out = np.zeros_like(out)
+        d_out[-1] = (out[-1] - y) / Nc
+        model.backward(d_out)
+        clip_grad_norm(model.grads, max_norm)
+        for name in model.params:
+            model.params[name] -= lr * model.grads[name]
+    return np.array(losses), np.array(saturated)
 
-    assert final_loss(1.0) < 0.5 * final_loss(math.inf)
+
+def test_clipping_rescues_sgd_at_a_large_learning_rate() -> None:
+    """The chapter's claims, as medians over networks (one chaotic run is no evidence).
+
+    At lr 0.3 the first unclipped step raises the loss and saturates most states; clipped
+    runs never saturate and end below half their start and below half the unclipped runs.
+    The chapter uses 64 networks; 16 other ones (seeds 100-115) must show the same.
+    """
+    seeds = range(100, 116)
+    unclipped = [_clipping_demo(0.3, math.inf, s) for s in seeds]
+    clipped = [_clipping_demo(0.3, 1.0, s) for s in seeds]
+    start = np.median([loss[0] for loss, _ in clipped])
+    assert np.median([loss[1] for loss, _ in unclipped]) > start
+    assert np.median([sat[1] for _, sat in unclipped]) > 0.5
+    assert max(sat.max() for _, sat in clipped) < 0.05
+    end_clipped = np.median([loss[-10:].mean() for loss, _ in clipped])
+    end_unclipped = np.median([loss[-10:].mean() for loss, _ in unclipped])
+    assert end_clipped < 0.5 * start and end_clipped < 0.5 * end_unclipped

@@ -59,6 +59,10 @@ import nbformat
 from nbformat import NotebookNode
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from tools.numerics import apply_numeric_env  # noqa: E402
+
 CHAPTERS = ROOT / "chapters"
 SOURCE_DIR = CHAPTERS / "coursework"
 DEFAULT_STUDENT_OUT = ROOT / "build" / "student"
@@ -537,7 +541,9 @@ class Runner:
             resources={"metadata": {"path": str(self.workdir)}},
         )
         self._client.reset_execution_trackers()
-        self._client.start_new_kernel(env=dict(os.environ, PYTHONHASHSEED="0"))
+        env = dict(os.environ)
+        apply_numeric_env(env)  # the course's numerical environment (tools/numerics.py), as under make test
+        self._client.start_new_kernel(env=env)
         self._client.start_new_kernel_client()
 
     def _stop(self) -> None:

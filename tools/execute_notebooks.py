@@ -7,7 +7,8 @@ Usage (from the repository root, normally via `make execute`):
 
 Only notebooks under chapters/ that are listed in _toc.yml are touched. The
 kernel is the Python running this script (the project's .venv), started with
-PYTHONHASHSEED=0, and no timing metadata is recorded, so re-running an
+the course's numerical environment (tools/numerics.py: one thread per math
+library, PYTHONHASHSEED=0, the same as under `make test`), and no timing metadata is recorded, so re-running an
 unchanged notebook gives an unchanged file. A notebook whose execution fails
 is left as it was and the script exits non-zero.
 """
@@ -28,6 +29,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tools.numerics import apply_numeric_env  # noqa: E402
 from tools.toc import toc_notebooks  # noqa: E402
 
 CHAPTERS = ROOT / "chapters"
@@ -83,7 +85,7 @@ def unsaved_work(paths: list[Path]) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    os.environ["PYTHONHASHSEED"] = "0"  # inherited by the kernel
+    apply_numeric_env()  # tools/numerics.py: inherited by the kernel, as under `make test`
     force = "--force" in argv
     argv = [a for a in argv if a != "--force"]
     listed = toc_notebooks()
