@@ -8,7 +8,8 @@
 * It passes the finite-difference check (relative errors < 1e-6).
 * Each classic mistake of ``rnnlib.mistakes`` fails the check (some relative error > 1e-3);
   the two stack mistakes leave the top layer right and break every layer below;
-  forgetting dh_next makes d_h0 zero.
+  forgetting dh_next makes d_h0 zero; on an encoder loss (h_n only) forgetting G_n zeroes every
+  gradient, and G_n for the top layer only breaks every layer below.
 * The two biases always get identical gradients.
 """
 
@@ -23,6 +24,7 @@ from torch import nn
 
 from rnnlib import NumpyRNN, check_rnn_gradients, rnn_cell_backward, rnn_cell_forward
 from rnnlib.examples import ARTICLE_SEED, article_input
+from rnnlib.gradcheck import numerical_gradient, rel_error
 from rnnlib.gradient_flow import stack_backward, stack_forward
 from rnnlib.mistakes import (
     MISTAKES,
@@ -154,6 +156,49 @@ def test_forgetting_dh_next_makes_d_h0_zero() -> None:
     G, G_n = upstream(4, 2, 5, 2)
     assert np.all(backward_without_dh_next(caches, G, G_n).d_h0 == 0)
     assert np.abs(stack_backward(caches, G, G_n).d_h0).max() > 1e-3
+
+
+def _encoder_gradient_check(backward, L: int = 2) -> dict[str, float]:
+    """Relative errors of ``backward`` on an encoder loss that reads only h_n (a read-out of every layer's final state)."""
+    torch.manual_seed(ARTICLE_SEED)
+    model = NumpyRNN.from_torch(nn.RNN(3, 5, L).double())
+    x = article_input(dtype=np.float64)
+    T, N, H = x.shape[0], x.shape[1], 5
+    h0 = np.zeros((L, N, H))
+    rng = np.random.default_rng(1)
+    R, z = rng.standard_normal((L, 2, H)), rng.standard_normal((N, 2))
+
+    def loss() -> float:
+        _, h_n, _ = stack_forward(model, x, h0)
+        return float(0.5 * np.sum((np.einsum("lnh,loh->no", h_n, R) - z) ** 2))
+
+    _, h_n, caches = stack_forward(model, x, h0)
+    G_n = np.einsum("no,loh->lnh", np.einsum("lnh,loh->no", h_n, R) - z, R)
+    d_x, d_h0, grads = backward(caches, np.zeros((T, N, H)), G_n)[:3]
+    analytic = {**grads, "input": d_x, "h0": d_h0}
+    targets = {**model.params, "input": x, "h0": h0}
+    return {k: rel_error(analytic[k], numerical_gradient(loss, a)) for k, a in targets.items()}
+
+
+def test_forgetting_G_n_on_an_encoder_loss_fails_gradient_check_everywhere() -> None:
+    """A loss on h_n only (an encoder feeding a read-out): the backward must start each layer at its G_n."""
+    assert max(_encoder_gradient_check(stack_backward).values()) < 1e-6
+    without = _encoder_gradient_check(lambda c, g, gn: stack_backward(c, g, np.zeros_like(gn)))
+    assert min(without.values()) == 1.0  # every analytic gradient is exactly zero
+
+
+@pytest.mark.parametrize("L", [2, 3])
+def test_G_n_for_the_top_layer_only_leaves_the_top_layer_right_and_breaks_every_layer_below(L) -> None:
+    def top_only(caches, d_output, d_h_n):
+        only = np.zeros_like(d_h_n)
+        only[-1] = d_h_n[-1]
+        return stack_backward(caches, d_output, only)
+
+    errors = _encoder_gradient_check(top_only, L)
+    assert max(errors[k] for k in errors if k.endswith(f"_l{L - 1}")) < 1e-6
+    for layer in range(L - 1):
+        assert min(errors[k] for k in errors if k.endswith(f"_l{layer}")) > 1e-3, layer
+    assert errors["input"] > 1e-3 and errors["h0"] > 1e-3
 
 
 def test_mistakes_run_and_return_the_right_shapes() -> None:
