@@ -294,3 +294,36 @@ def test_flip_symmetry_with_swapped_weights() -> None:
     out_b, h_b = b(x.flip(0))
     expected = torch.cat([out_a[..., 5:], out_a[..., :5]], dim=-1).flip(0)
     assert max_abs(out_b, expected) < TOL and max_abs(h_b, h_a.flip(0)) < TOL
+
+
+def test_gradient_into_layer_1_output_is_the_sum_over_both_upper_directions() -> None:
+    """dL/dy_t^(1) = delta_fwd_t^(2) W_ih^(2) + delta_bwd_t^(2) W_ih_reverse^(2), with layer 2 written out by hand."""
+    rnn = article_birnn()
+    P = dict(rnn.named_parameters())
+    x = article_x()
+    T, N, H = x.shape[0], x.shape[1], rnn.hidden_size
+    layer1 = nn.RNN(3, H, 1, bidirectional=True).double()
+    layer1.load_state_dict({k: v for k, v in rnn.state_dict().items() if "_l0" in k})
+    y1 = layer1(x)[0].detach().requires_grad_(True)  # (T, N, 2H): layer 2's input
+    pre = {}
+
+    def direction(suffix, steps):
+        W, U = P[f"weight_ih_l1{suffix}"], P[f"weight_hh_l1{suffix}"]
+        b = P[f"bias_ih_l1{suffix}"] + P[f"bias_hh_l1{suffix}"]
+        h, states = torch.zeros(N, H, dtype=torch.float64), [None] * T
+        for t in steps:
+            a = y1[t] @ W.T + h @ U.T + b
+            a.retain_grad()
+            pre[suffix, t] = a
+            h = states[t] = torch.tanh(a)
+        return torch.stack(states)
+
+    out = torch.cat([direction("", range(T)), direction("_reverse", reversed(range(T)))], dim=-1)
+    assert max_abs(out, rnn(x)[0]) < TOL
+    G = torch.randn(T, N, 2 * H, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    (out * G).sum().backward()
+    for t in range(T):
+        from_fwd = pre["", t].grad @ P["weight_ih_l1"]
+        from_bwd = pre["_reverse", t].grad @ P["weight_ih_l1_reverse"]
+        assert max_abs(from_fwd + from_bwd, y1.grad[t]) < TOL
+        assert max_abs(from_fwd, y1.grad[t]) > 1e-3 and max_abs(from_bwd, y1.grad[t]) > 1e-3  # neither alone

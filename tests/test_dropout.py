@@ -334,3 +334,16 @@ def test_backward_with_masks_matches_autograd_of_masked_replay() -> None:
     assert max_abs(dx, xt.grad) < TOL and max_abs(dh0, h0.grad) < TOL
     for k, p in params.items():
         assert max_abs(model.grads[k], p.grad) < TOL, k
+
+
+@pytest.mark.parametrize("m", [1, 3])
+def test_one_mask_per_sequence_path_through_m_units_survives_with_probability_keep_to_the_m(m) -> None:
+    """Variational dropout: a path of 10 steps that visits m distinct units survives with (1-p)^m, not 1-p."""
+    rng = np.random.default_rng(0)
+    p, n, H = 0.5, 100_000, 5
+    keep = rng.random((n, H)) >= p                      # one mask per sequence, reused at every step
+    path = list(range(m)) + [m - 1] * (10 - m)          # the unit the path is on at each step
+    survives = keep[:, path].all(axis=1).mean()
+    assert abs(survives - (1 - p) ** m) < 0.01
+    fresh = (rng.random((n, 10)) >= p).all(axis=1).mean()  # a fresh mask per step: (1-p)^10
+    assert abs(fresh - (1 - p) ** 10) < 0.001
