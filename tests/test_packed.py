@@ -434,18 +434,29 @@ def test_pad_packed_sequence_pads_to_longest_unless_total_length() -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_left_padding_is_exact_only_without_bias() -> None:
+def _left_padded_error(r: nn.RNN) -> float:
     seqs, _, _ = chapter_batch()
-    errors = {}
-    for bias in (True, False):
-        torch.manual_seed(0)
-        r = nn.RNN(3, 5, bias=bias).double()
-        left = torch.stack([torch.cat([torch.zeros(4 - len(s), 3, dtype=torch.float64), s]) for s in seqs], dim=1)
-        with torch.no_grad():
-            out_left, _ = r(left)
-            own = torch.stack([r(s[:, None])[1][0, 0] for s in seqs])
-        errors[bias] = max_abs(out_left[-1], own)
-    assert errors[True] > 1e-3 and errors[False] < TOL
+    left = torch.stack([torch.cat([torch.zeros(4 - len(s), 3, dtype=torch.float64), s]) for s in seqs], dim=1)
+    with torch.no_grad():
+        out_left, _ = r(left)
+        own = torch.stack([r(s[:, None])[1][0, 0] for s in seqs])
+    return max_abs(out_left[-1], own)
+
+
+def test_left_padding_is_exact_when_the_biases_cancel_not_only_without_bias() -> None:
+    """With zero filler and h0 = 0, left padding is exact iff b_ih + b_hh = 0; bias=False is one way, not the only one."""
+    torch.manual_seed(0)
+    r = nn.RNN(3, 5).double()
+    assert _left_padded_error(r) > 1e-3                      # b_ih + b_hh != 0
+    with torch.no_grad():
+        r.bias_hh_l0.copy_(-r.bias_ih_l0)
+    assert r.bias_ih_l0.abs().max() > 0.1                     # biases kept, their sum zero
+    assert _left_padded_error(r) < TOL
+    torch.manual_seed(0)
+    assert _left_padded_error(nn.RNN(3, 5, bias=False).double()) < TOL
+    with torch.no_grad():                                     # a sum that is small but not zero breaks it
+        r.bias_hh_l0.add_(0.05)
+    assert _left_padded_error(r) > 1e-4
 
 
 def test_masked_mean_pool_equals_mean_of_each_sequence_alone() -> None:
