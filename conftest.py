@@ -5,6 +5,8 @@
 * Cells that declare a ``tolerance`` in their metadata are compared by nbval within
   that tolerance (:func:`tools.numerics.fold_within_tolerance`); every other cell is
   compared exactly, after tests/nbval_sanitize.cfg.
+* nbval's options default to the Makefile's: that sanitizer file, and the kernel on the
+  interpreter running pytest (``--nbval-current-env``).
 """
 
 from __future__ import annotations
@@ -54,3 +56,14 @@ def _fold_output(test, ref, rel: float, abs_: float):  # type: ignore[no-untyped
 
 
 _install_tolerant_comparison()
+
+
+def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
+    """nbval's defaults for this repository, so that a plain ``pytest --nbval chapters/...`` behaves like
+    `make test`: the rounding sanitizer of tests/nbval_sanitize.cfg, and the kernel on this interpreter."""
+    option = config.option
+    if hasattr(option, "nbval_sanitize_with") and option.nbval_sanitize_with is None \
+            and getattr(option, "sanitize_with", None) is None:
+        option.nbval_sanitize_with = str(ROOT / "tests" / "nbval_sanitize.cfg")
+    if hasattr(option, "nbval_current_env") and getattr(option, "nbval_kernel_name", None) is None:
+        option.nbval_current_env = True

@@ -238,3 +238,66 @@ def test_carrying_an_attached_state_across_batches_fails_in_torch_and_detaching_
                 loss, h = torch_lm_loss(model, x, y, h.detach() if (detach and h is not None) else h)
                 model.zero_grad()
                 loss.backward()
+
+
+def test_validation_read_like_training_is_close_to_training_and_context_lowers_it(genesis):
+    """Chapter 9: the like-for-like validation loss (windows from a zero state) is within 0.1 nat of the
+    training loss (no overfitting), and reading validation as long streams (state carried) is lower."""
+    import math
+
+    from rnnlib.data import random_windows
+    from rnnlib.optim import Adam as NumpyAdam
+    from rnnlib.train import train_numpy_lm
+
+    vocab, (train, val) = genesis
+    torch.manual_seed(0)
+    model = NumpyRNNLM.from_torch(TorchRNNLM(len(vocab), 96, 2, dtype=torch.float64))
+    history = train_numpy_lm(model, NumpyAdam(model.params, lr=1e-2), lm_batches(train, 32, 32, 300, seed=0),
+                             clip=1.0, progress=False)
+    windows, _ = model.loss(*random_windows(val, 32, 2000, np.random.default_rng(3)))
+    streams = evaluate_lm(model, val)
+    assert abs(windows - history.final()) < 0.1
+    assert streams < windows
+    assert streams / math.log(2) < 3.0
+
+
+def test_sgd_with_clipping_trains_below_the_unigram_model_where_without_it_training_dies(genesis):
+    """Chapter 9's pitfall: ReLU stack, SGD at lr 1. Without clipping the loss is nan within 10 steps; with
+    clipping, the chapter's 300 steps reach more than a bit per character below the unigram model."""
+    import math
+
+    vocab, (train, val) = genesis
+    counts = np.bincount(train, minlength=len(vocab)) + 1
+    unigram_bits = float(-np.mean(np.log2(counts / counts.sum())[val]))
+    batches = lm_batches(train, 32, 32, 300, seed=0)
+
+    def run(clip, steps):
+        torch.manual_seed(0)
+        model = TorchRNNLM(len(vocab), 96, 2, "relu", dtype=torch.float64)
+        sgd = torch.optim.SGD(model.parameters(), lr=1.0)
+        return model, train_torch_lm(model, sgd, batches[:steps], clip=clip, progress=False)
+
+    _, unclipped = run(None, 10)
+    assert np.isnan(unclipped.loss[-1])
+    model, clipped = run(1.0, 300)
+    assert np.isfinite(clipped.loss).all()
+    assert evaluate_lm(model, val) / math.log(2) < unigram_bits - 1.0
+
+
+def test_twins_with_renumbered_units_agree_at_first_and_drift_apart_in_unstable_training(genesis):
+    """Chapter 9, "Why your numbers may differ": the same network with its hidden units renumbered
+    (another summation order, as on another machine) trains identically for the first steps, and
+    differs in the third decimal of the loss within 300 steps at lr 3e-2."""
+    from rnnlib.optim import Adam as NumpyAdam
+    from rnnlib.study import renumber_hidden_units
+    from rnnlib.train import train_numpy_lm
+
+    vocab, (train, _) = genesis
+    batches = lm_batches(train, 32, 32, 300, seed=0)
+    a = NumpyRNNLM(len(vocab), 64, 2, seed=0)
+    b = renumber_hidden_units(a, seed=1)
+    ha = train_numpy_lm(a, NumpyAdam(a.params, lr=3e-2), batches, clip=1.0, progress=False)
+    hb = train_numpy_lm(b, NumpyAdam(b.params, lr=3e-2), batches, clip=1.0, progress=False)
+    gap = np.abs(ha.loss - hb.loss)
+    assert gap[:10].max() < 1e-12
+    assert gap[200:].max() > 1e-3
