@@ -26,6 +26,7 @@ import numpy as np
 from .params import (
     DROPOUT_WARNING,
     check_config,
+    check_flags,
     check_h0_shape,
     check_input_shape,
     check_lengths,
@@ -277,6 +278,7 @@ class NumpyRNN:
         seed: int | None = None,
     ) -> None:
         check_config(input_size, hidden_size, num_layers, nonlinearity, dropout)
+        bias, batch_first, bidirectional = check_flags(bias, batch_first, bidirectional)
         if dropout_warning_needed(dropout, num_layers):
             warnings.warn(DROPOUT_WARNING.format(dropout=dropout, num_layers=num_layers), UserWarning, stacklevel=2)
         self.dtype = np.dtype(dtype)

@@ -143,6 +143,27 @@ def check_config(
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
 
+FLAGS = ("bias", "batch_first", "bidirectional")
+
+
+def check_flags(bias: Any, batch_first: Any, bidirectional: Any) -> tuple[bool, bool, bool]:
+    """Refuse a flag that is not a bool; return the three as Python bools.
+
+    A truthy stand-in would be read silently: ``batch_first='False'`` reads the input
+    batch-first, ``bias=0`` builds a model without biases. ``torch.nn.RNN`` (2.13)
+    raises ``TypeError: bias should be of type bool, got: int`` for ``bias`` and
+    ``batch_first``; the message here starts the same and adds the value. PyTorch does
+    not check ``bidirectional`` (``bidirectional='x'`` builds a bidirectional RNN);
+    this library refuses it the same way, for the same reason. A NumPy bool is
+    accepted (PyTorch refuses it), as NumPy integers are for the sizes.
+    """
+    values = (bias, batch_first, bidirectional)
+    for name, value in zip(FLAGS, values):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} should be of type bool, got: {type(value).__name__} ({value!r})")
+    return bool(bias), bool(batch_first), bool(bidirectional)
+
+
 def dropout_warning_needed(dropout: float, num_layers: int) -> bool:
     """PyTorch warns when dropout is set on a single layer: it applies only *between* layers."""
     return dropout > 0 and num_layers == 1

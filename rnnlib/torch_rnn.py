@@ -23,6 +23,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from .params import (
     DROPOUT_WARNING,
     check_config,
+    check_flags,
     check_h0_shape,
     check_input_shape,
     check_lengths,
@@ -94,6 +95,7 @@ class TorchRNN(nn.Module):
     ) -> None:
         super().__init__()
         check_config(input_size, hidden_size, num_layers, nonlinearity, dropout)
+        bias, batch_first, bidirectional = check_flags(bias, batch_first, bidirectional)
         if dropout_warning_needed(dropout, num_layers):
             warnings.warn(DROPOUT_WARNING.format(dropout=dropout, num_layers=num_layers), UserWarning, stacklevel=2)
         self.input_size = input_size

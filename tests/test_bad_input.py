@@ -81,6 +81,38 @@ def test_non_int_sizes_are_refused(cls, name, value, type_name) -> None:
         cls(**kwargs)
 
 
+NON_BOOLS = [0, 1, "False", None, 1.0]
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("name", ["bias", "batch_first"])
+@pytest.mark.parametrize("value", NON_BOOLS, ids=repr)
+def test_non_bool_flags_are_refused_like_nn_rnn(cls, name, value) -> None:
+    """``nn.RNN`` raises ``TypeError: bias should be of type bool, got: int``; ours says the same, then the value."""
+    with pytest.raises(TypeError) as ref:
+        nn.RNN(3, 5, **{name: value})
+    with pytest.raises(TypeError) as ours:
+        cls(3, 5, **{name: value})
+    assert str(ref.value) == f"{name} should be of type bool, got: {type(value).__name__}"
+    assert str(ours.value) == f"{ref.value} ({value!r})"
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("value", NON_BOOLS, ids=repr)
+def test_non_bool_bidirectional_is_refused_though_nn_rnn_accepts_it(cls, value) -> None:
+    """PyTorch 2.13 does not check ``bidirectional`` (a truthy ``'False'`` builds two directions); we refuse it."""
+    assert nn.RNN(3, 5, bidirectional=value).bidirectional is value
+    with pytest.raises(TypeError, match=rf"^bidirectional should be of type bool, got: {type(value).__name__} "):
+        cls(3, 5, bidirectional=value)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_numpy_bool_flags_are_accepted_as_python_bools(cls) -> None:
+    model = cls(3, 5, bias=np.bool_(False), batch_first=np.bool_(True), bidirectional=np.bool_(True))
+    assert (model.bias, model.batch_first, model.bidirectional) == (False, True, True)
+    assert all(type(flag) is bool for flag in (model.bias, model.batch_first, model.bidirectional))
+
+
 def test_numpy_integer_sizes_are_accepted() -> None:
     model = NumpyRNN(np.int64(3), np.int32(5), np.int64(2), seed=0)
     assert model.forward(np.zeros((4, 2, 3)))[0].shape == (4, 2, 5)
