@@ -209,3 +209,11 @@ def test_lm_at_equal_width_the_second_layer_helps_and_the_third_does_not(any_stu
 def _is(run: dict, arm: Arm) -> bool:
     return (run["task"], run["nonlinearity"], run["num_layers"], run["hidden_size"]) == (
         arm.task, arm.nonlinearity, arm.num_layers, arm.hidden_size)
+
+
+def test_what_a4_tells_learners_two_tanh_layers_solve_at_3e3_and_not_at_1e2(any_study: dict) -> None:
+    """A4 Task 3: for two tanh layers of 32, most seeds solve T = 20 at lr 3e-3, none at 1e-2."""
+    runs = adding(any_study)
+    arm = Arm("adding", "tanh", 2, 32)
+    solved = {lr: sum(r["test"] < SOLVED_MSE for r in runs if r["lr"] == lr and _is(r, arm)) for lr in (3e-3, 1e-2)}
+    assert solved[3e-3] > len(any_study["protocol"]["seeds"]) / 2 and solved[1e-2] == 0
