@@ -25,6 +25,7 @@ import numpy as np
 
 from .params import (
     DROPOUT_WARNING,
+    all_weight_names,
     check_config,
     check_flags,
     check_h0_shape,
@@ -338,6 +339,16 @@ class NumpyRNN:
         model.load_state_dict(module.state_dict())
         model.train(module.training)
         return model
+
+    @property
+    def all_weights(self) -> list[list[Array]]:
+        """As ``nn.RNN.all_weights``: ``L*dirs`` lists (index ``layer*dirs + direction``) of
+        ``[weight_ih (H, D_in), weight_hh (H, H), bias_ih (H,), bias_hh (H,)]`` (the weights only without bias).
+
+        The arrays of :attr:`params` themselves, not copies (``nn.RNN`` returns its live parameters).
+        """
+        return [[self.params[name] for name in names]
+                for names in all_weight_names(self.num_layers, self.bias, self.bidirectional)]
 
     def num_parameters(self) -> int:
         """Total number of scalars in :attr:`params`."""

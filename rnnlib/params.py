@@ -64,6 +64,20 @@ def param_shapes(
     return shapes
 
 
+def all_weight_names(num_layers: int, bias: bool = True, bidirectional: bool = False) -> list[list[str]]:
+    """``nn.RNN._all_weights``: one list per layer and direction (index ``layer*dirs + direction``).
+
+    Each list is ``[weight_ih, weight_hh, bias_ih, bias_hh]`` (the two weights only
+    when ``bias=False``), the order of ``nn.RNN.all_weights``.
+    """
+    kinds = KINDS if bias else KINDS[:2]
+    return [
+        [param_name(kind, layer, direction == 1) for kind in kinds]
+        for layer in range(num_layers)
+        for direction in range(2 if bidirectional else 1)
+    ]
+
+
 def num_parameters(
     input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True, bidirectional: bool = False
 ) -> int:

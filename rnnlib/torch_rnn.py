@@ -22,6 +22,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from .params import (
     DROPOUT_WARNING,
+    all_weight_names,
     check_config,
     check_flags,
     check_h0_shape,
@@ -135,6 +136,31 @@ class TorchRNN(nn.Module):
                 s += f", {key}={getattr(self, key)!r}"
         return s
 
+    def flatten_parameters(self) -> None:
+        """Nothing to do: ``nn.RNN`` packs its weights into one buffer for cuDNN; these stay separate.
+
+        Here so that code written for ``nn.RNN`` (which calls it after ``.to(device)``) runs unchanged.
+        """
+
+    @property
+    def all_weights(self) -> list[list[Tensor]]:
+        """As ``nn.RNN.all_weights``: ``L*dirs`` lists (index ``layer*dirs + direction``) of
+        ``[weight_ih (H, D_in), weight_hh (H, H), bias_ih (H,), bias_hh (H,)]`` (the weights only without bias).
+
+        Read as attributes, so a parametrized weight appears as its computed value (as in ``nn.RNN``).
+        """
+        return [[getattr(self, name) for name in names]
+                for names in all_weight_names(self.num_layers, self.bias, self.bidirectional)]
+
+    def _weight(self, kind: str, layer: int, reverse: bool) -> Tensor:
+        """``weight_ih``/``weight_hh`` of one layer and direction.
+
+        A plain attribute read, not ``get_parameter``: under ``torch.func.functional_call`` the
+        attribute is the caller's tensor, and under ``torch.nn.utils.parametrize`` it is the
+        parametrization's output, neither of which is an ``nn.Parameter``.
+        """
+        return cast(Tensor, getattr(self, param_name(kind, layer, reverse)))
+
     def _bias(self, kind: str, layer: int, reverse: bool) -> Tensor | None:
         """``bias_ih``/``bias_hh`` of one layer and direction, or ``None`` when ``bias=False``."""
         return getattr(self, param_name(kind, layer, reverse), None)
@@ -197,8 +223,7 @@ class TorchRNN(nn.Module):
                 reverse = direction == 1
                 out, h_last = torch_layer_forward(
                     x, h0[layer * dirs + direction],
-                    self.get_parameter(param_name("weight_ih", layer, reverse)),
-                    self.get_parameter(param_name("weight_hh", layer, reverse)),
+                    self._weight("weight_ih", layer, reverse), self._weight("weight_hh", layer, reverse),
                     self._bias("bias_ih", layer, reverse), self._bias("bias_hh", layer, reverse),
                     self.nonlinearity, reverse, mask,
                 )

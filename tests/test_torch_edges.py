@@ -1,0 +1,203 @@
+"""``torch.nn.RNN``'s edges, where PyTorch's own RNN tests reach: each claim checked against ``nn.RNN`` directly.
+
+``torch.func.functional_call`` and parametrizations, ``all_weights`` and ``flatten_parameters``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
+
+from rnnlib import NumpyRNN, TorchRNN
+
+CONFIGS = [
+    pytest.param(dict(num_layers=2), id="2-layer"),
+    pytest.param(dict(num_layers=2, bidirectional=True), id="2-layer-bidirectional"),
+    pytest.param(dict(num_layers=1, bias=False, batch_first=True), id="no-bias-batch-first"),
+]
+
+
+def pair(**config) -> tuple[nn.RNN, TorchRNN]:
+    """A float64 ``nn.RNN`` and a ``TorchRNN`` holding the same weights."""
+    torch.manual_seed(0)
+    reference = nn.RNN(3, 5, **config).double()
+    ours = TorchRNN(3, 5, **config, dtype=torch.float64)
+    ours.load_state_dict(reference.state_dict())
+    return reference, ours
+
+
+def batch(shape: tuple[int, ...] = (4, 2, 3)) -> Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+
+def loss(output: Tensor, h_n: Tensor) -> Tensor:
+    """Uses every output and every final state, with unequal weights, so no gradient is trivially zero."""
+    return (output * torch.linspace(-1, 1, output.shape[-1], dtype=output.dtype)).sum() + h_n.pow(2).sum()
+
+
+def assert_same_outputs_and_grads(reference: nn.Module, ours: nn.Module, x: Tensor) -> None:
+    """Same forward and, for every trainable parameter (by name), the same gradient of :func:`loss`."""
+    out_ref, hn_ref = reference(x)
+    out, hn = ours(x)
+    torch.testing.assert_close(out, out_ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(hn, hn_ref, rtol=0, atol=1e-12)
+    names = [name for name, _ in reference.named_parameters()]
+    assert [name for name, _ in ours.named_parameters()] == names
+    grads_ref = torch.autograd.grad(loss(out_ref, hn_ref), list(reference.parameters()))
+    grads = torch.autograd.grad(loss(out, hn), list(ours.parameters()))
+    for name, g_ref, g in zip(names, grads_ref, grads):
+        torch.testing.assert_close(g, g_ref, rtol=0, atol=1e-12, msg=name)
+
+
+# --------------------------------------------------------------------------------------
+# torch.func.functional_call and parametrizations
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_functional_call_uses_the_given_parameters_like_nn_rnn(config) -> None:
+    reference, ours = pair(**config)
+    x = batch((2, 4, 3) if config.get("batch_first") else (4, 2, 3))
+    # Other weights than the modules hold, so that reading the module's own would show.
+    params = {name: (1.5 * p.detach()).requires_grad_() for name, p in reference.named_parameters()}
+    out_ref, hn_ref = functional_call(reference, params, (x,))
+    out, hn = functional_call(ours, params, (x,))
+    assert not torch.allclose(out_ref, reference(x)[0])
+    torch.testing.assert_close(out, out_ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(hn, hn_ref, rtol=0, atol=1e-12)
+    grads_ref = torch.autograd.grad(loss(out_ref, hn_ref), list(params.values()))
+    grads = torch.autograd.grad(loss(out, hn), list(params.values()))
+    for name, g_ref, g in zip(params, grads_ref, grads):
+        torch.testing.assert_close(g, g_ref, rtol=0, atol=1e-12, msg=name)
+
+
+def test_functional_call_leaves_the_modules_own_parameters_alone() -> None:
+    _, ours = pair(num_layers=2)
+    before = {k: v.clone() for k, v in ours.state_dict().items()}
+    functional_call(ours, {k: torch.zeros_like(v) for k, v in before.items()}, (batch(),))
+    for name, value in ours.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_torch_func_grad_through_functional_call_matches_nn_rnn() -> None:
+    """The ``torch.func`` idiom: ``grad`` of a function of the parameters dict."""
+    reference, ours = pair(num_layers=2, bidirectional=True)
+    x = batch()
+    params = {name: p.detach() for name, p in reference.named_parameters()}
+
+    def loss_of(module: nn.Module):
+        return lambda p: loss(*functional_call(module, p, (x,)))
+
+    grads_ref = torch.func.grad(loss_of(reference))(params)
+    grads = torch.func.grad(loss_of(ours))(params)
+    for name in params:
+        torch.testing.assert_close(grads[name], grads_ref[name], rtol=0, atol=1e-12, msg=name)
+
+
+class Symmetric(nn.Module):
+    """The parametrization of PyTorch's tutorial: a square weight made symmetric from its upper triangle."""
+
+    def forward(self, X: Tensor) -> Tensor:
+        return X.triu() + X.triu(1).transpose(-1, -2)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_a_registered_parametrization_is_honoured_like_nn_rnn(config) -> None:
+    reference, ours = pair(**config)
+    for module in (reference, ours):
+        parametrize.register_parametrization(module, "weight_hh_l0", Symmetric())
+    assert torch.equal(ours.weight_hh_l0, ours.weight_hh_l0.T)
+    assert_same_outputs_and_grads(reference, ours, batch((2, 4, 3) if config.get("batch_first") else (4, 2, 3)))
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_weight_norm_is_honoured_like_nn_rnn(config) -> None:
+    reference, ours = pair(**config)
+    for module in (reference, ours):
+        weight_norm(module, "weight_ih_l0")
+        # Rescale the magnitude so that a forward pass that read the stale tensor would differ.
+        with torch.no_grad():
+            module.parametrizations.weight_ih_l0.original0.mul_(2.0)
+    assert_same_outputs_and_grads(reference, ours, batch((2, 4, 3) if config.get("batch_first") else (4, 2, 3)))
+
+
+def test_a_parametrization_changes_the_output() -> None:
+    """The parametrization tests above would pass vacuously if forward ignored it: it does not."""
+    _, ours = pair(num_layers=2)
+    x = batch()
+    before = ours(x)[0]
+    parametrize.register_parametrization(ours, "weight_hh_l1", Symmetric())
+    assert not torch.allclose(ours(x)[0], before)
+
+
+# --------------------------------------------------------------------------------------
+# all_weights and flatten_parameters
+# --------------------------------------------------------------------------------------
+
+ALL_WEIGHTS_CONFIGS = [
+    pytest.param(dict(num_layers=1), id="1-layer"),
+    pytest.param(dict(num_layers=3), id="3-layer"),
+    pytest.param(dict(num_layers=2, bidirectional=True), id="2-layer-bidirectional"),
+    pytest.param(dict(num_layers=2, bias=False, bidirectional=True), id="no-bias-bidirectional"),
+]
+
+
+@pytest.mark.parametrize("config", ALL_WEIGHTS_CONFIGS)
+def test_torch_rnn_all_weights_are_nn_rnns_in_structure_and_value(config) -> None:
+    reference, ours = pair(**config)
+    assert [len(ws) for ws in ours.all_weights] == [len(ws) for ws in reference.all_weights]
+    for ws_ref, ws in zip(reference.all_weights, ours.all_weights):
+        for w_ref, w in zip(ws_ref, ws):
+            assert isinstance(w, nn.Parameter)
+            assert torch.equal(w, w_ref)
+
+
+@pytest.mark.parametrize("config", ALL_WEIGHTS_CONFIGS)
+def test_torch_rnn_all_weights_are_the_live_parameters(config) -> None:
+    _, ours = pair(**config)
+    params = list(ours.parameters())
+    flat = [w for ws in ours.all_weights for w in ws]
+    assert len(flat) == len(params)
+    assert all(w is p for w, p in zip(flat, params))  # registration order is all_weights' order
+
+
+def test_torch_rnn_all_weights_show_a_parametrized_weight_as_nn_rnn_does() -> None:
+    reference, ours = pair(num_layers=2)
+    for module in (reference, ours):
+        parametrize.register_parametrization(module, "weight_hh_l1", Symmetric())
+    torch.testing.assert_close(ours.all_weights[1][1], reference.all_weights[1][1], rtol=0, atol=0)
+    assert torch.equal(ours.all_weights[1][1], ours.all_weights[1][1].T)
+
+
+@pytest.mark.parametrize("config", ALL_WEIGHTS_CONFIGS)
+def test_numpy_rnn_all_weights_are_nn_rnns_as_arrays(config) -> None:
+    reference, _ = pair(**config)
+    ours = NumpyRNN.from_torch(reference)
+    assert [len(ws) for ws in ours.all_weights] == [len(ws) for ws in reference.all_weights]
+    for ws_ref, ws in zip(reference.all_weights, ours.all_weights):
+        for w_ref, w in zip(ws_ref, ws):
+            assert isinstance(w, np.ndarray)
+            np.testing.assert_array_equal(w, w_ref.detach().numpy())
+
+
+def test_numpy_rnn_all_weights_are_the_arrays_of_params() -> None:
+    ours = NumpyRNN(3, 5, 2, bidirectional=True, seed=0)
+    assert all(w is p for w, p in zip((w for ws in ours.all_weights for w in ws), ours.params.values()))
+
+
+def test_flatten_parameters_changes_nothing() -> None:
+    reference, ours = pair(num_layers=2, bidirectional=True)
+    x = batch()
+    before = ours(x)
+    params = list(ours.parameters())
+    reference.flatten_parameters()
+    assert ours.flatten_parameters() is None
+    assert all(p is q for p, q in zip(ours.parameters(), params))
+    after = ours(x)
+    assert torch.equal(after[0], before[0]) and torch.equal(after[1], before[1])
+    torch.testing.assert_close(after[0], reference(x)[0], rtol=0, atol=1e-12)
