@@ -27,6 +27,7 @@ from .params import (
     DROPOUT_WARNING,
     all_weight_names,
     check_config,
+    check_dropout_at_forward,
     check_flags,
     check_h0_shape,
     check_input_shape,
@@ -240,6 +241,21 @@ def layer_backward(d_out: Array, d_h_last: Array, cache: dict[str, Any]) -> tupl
 # --------------------------------------------------------------------------------------
 
 
+def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float, dtype: Any) -> Array:
+    """An inverted-dropout mask of ``shape``: 0 with probability ``p``, else ``1/(1-p)``.
+
+    At ``p = 1`` the mask is all zeros, as ``torch.nn.RNN`` gives: the layer above then
+    reads zeros, and the output is finite and the same on every call. The formula would
+    give ``0/0 = NaN`` everywhere. We match ``nn.RNN`` rather than refuse ``p = 1`` (the
+    constructor still does, as a likely slip): ``model.dropout = 1`` set after
+    construction is legal in PyTorch and its own tests rely on it.
+    """
+    if p >= 1.0:
+        return np.zeros(shape, dtype=dtype)
+    keep = rng.random(shape) >= p
+    return keep.astype(dtype) / (1.0 - p)
+
+
 class NumpyRNN:
     """A stacked Elman RNN in NumPy with ``torch.nn.RNN``'s constructor, names and semantics.
 
@@ -252,7 +268,8 @@ class NumpyRNN:
         batch_first: input and output are ``(N, T, ·)`` instead of ``(T, N, ·)``.
             ``h0`` and ``h_n`` are ``(L*dirs, N, H)`` either way.
         dropout: probability of zeroing each output of every layer but the last,
-            in training mode only, survivors scaled by ``1/(1-p)``.
+            in training mode only, survivors scaled by ``1/(1-p)``. In ``[0, 1)``; may be
+            set to 1 afterwards, as in PyTorch (see :func:`dropout_mask`).
         bidirectional: add a reverse direction per layer; outputs ``[forward, backward]``.
         dtype: of parameters and computations; inputs must match it.
         seed: seeds the ``np.random.Generator`` used for initialisation and dropout.
@@ -417,6 +434,8 @@ class NumpyRNN:
         else:
             x_tm = x.transpose(1, 0, 2) if self.batch_first else x
 
+        if self.training and L > 1:
+            check_dropout_at_forward(self.dropout)  # model.dropout may have been set after construction
         h_n = np.empty((L * dirs, N, H), dtype=self.dtype)
         caches: list[list[dict[str, Any]]] = []
         masks: dict[int, Array] = {}
@@ -446,8 +465,7 @@ class NumpyRNN:
                         raise ValueError(f"dropout mask for layer {layer} must have shape {layer_output.shape}, "
                                          f"got {drop.shape}")
                 else:
-                    keep = self.rng.random(layer_output.shape) >= self.dropout
-                    drop = keep.astype(self.dtype) / (1.0 - self.dropout)
+                    drop = dropout_mask(self.rng, layer_output.shape, self.dropout, self.dtype)
                 masks[layer] = drop
                 layer_output = layer_output * drop
             caches.append(layer_caches)

@@ -178,6 +178,19 @@ def check_flags(bias: Any, batch_first: Any, bidirectional: Any) -> tuple[bool, 
     return bool(bias), bool(batch_first), bool(bidirectional)
 
 
+def check_dropout_at_forward(dropout: float) -> None:
+    """The dropout probability as it is about to be applied (training mode, between layers).
+
+    ``model.dropout`` can be set after construction, past :func:`check_config`
+    (PyTorch's own ``test_RNN_change_dropout`` steps it through 0, 0.5, 1 and back).
+    There ``torch.nn.RNN`` (2.13) takes any value in ``[0, 1]``, 1 included, and raises
+    ``RuntimeError: dropout probability has to be between 0 and 1, but got 1.5``
+    otherwise, only when it would apply dropout; this raises the same.
+    """
+    if not 0.0 <= dropout <= 1.0:
+        raise RuntimeError(f"dropout probability has to be between 0 and 1, but got {dropout}")
+
+
 def dropout_warning_needed(dropout: float, num_layers: int) -> bool:
     """PyTorch warns when dropout is set on a single layer: it applies only *between* layers."""
     return dropout > 0 and num_layers == 1

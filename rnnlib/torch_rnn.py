@@ -24,6 +24,7 @@ from .params import (
     DROPOUT_WARNING,
     all_weight_names,
     check_config,
+    check_dropout_at_forward,
     check_flags,
     check_h0_shape,
     check_input_shape,
@@ -216,6 +217,10 @@ class TorchRNN(nn.Module):
         else:
             x = input.transpose(0, 1) if self.batch_first else input
 
+        if self.training and L > 1:
+            # model.dropout may have been set after construction. Checked here so the error is nn.RNN's
+            # RuntimeError, not F.dropout's ValueError; at p = 1, F.dropout gives zeros, as nn.RNN does.
+            check_dropout_at_forward(self.dropout)
         h_lasts: list[Tensor] = []
         for layer in range(L):
             outs = []

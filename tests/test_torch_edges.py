@@ -201,3 +201,122 @@ def test_flatten_parameters_changes_nothing() -> None:
     after = ours(x)
     assert torch.equal(after[0], before[0]) and torch.equal(after[1], before[1])
     torch.testing.assert_close(after[0], reference(x)[0], rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------
+# dropout set after construction (PyTorch's test_RNN_change_dropout)
+# --------------------------------------------------------------------------------------
+
+KINDS = ["numpy", "torch"]
+
+
+def run(model, x: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """``(output, h_n)`` as arrays, from either implementation."""
+    if isinstance(model, NumpyRNN):
+        return model.forward(x.numpy())
+    with torch.no_grad():
+        out, hn = model(x)
+    return out.numpy(), hn.numpy()
+
+
+def ours_like(kind: str, reference: nn.RNN):
+    return NumpyRNN.from_torch(reference, seed=0) if kind == "numpy" else TorchRNN.from_torch(reference)
+
+
+DROP_ALL_CONFIGS = [
+    pytest.param(dict(num_layers=2), id="2-layer"),
+    pytest.param(dict(num_layers=3, bidirectional=True), id="3-layer-bidirectional"),
+    pytest.param(dict(num_layers=2, nonlinearity="relu", batch_first=True), id="relu-batch-first"),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("config", DROP_ALL_CONFIGS)
+@pytest.mark.parametrize("p", [1, 1.0], ids=["int", "float"])
+def test_dropout_one_in_training_mode_equals_nn_rnn(kind, config, p) -> None:
+    """``nn.RNN`` at ``dropout=1`` drops every unit between layers: the layers above read zeros."""
+    torch.manual_seed(0)
+    reference = nn.RNN(3, 5, **config).double()
+    ours = ours_like(kind, reference)
+    reference.dropout = ours.dropout = p
+    x = batch((2, 4, 3) if config.get("batch_first") else (4, 2, 3))
+    with torch.no_grad():
+        out_ref, hn_ref = reference(x)
+    with np.errstate(all="raise"):  # no 0/0 on the way
+        out, hn = run(ours, x)
+    assert np.isfinite(out).all() and np.isfinite(hn).all()
+    np.testing.assert_allclose(out, out_ref.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(hn, hn_ref.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(run(ours, x)[0], out)  # nothing random is left
+
+
+def test_dropout_one_gradients_equal_nn_rnns() -> None:
+    """NumpyRNN's backward and TorchRNN's autograd at p = 1 equal nn.RNN's gradients (finite: no 0/0)."""
+    torch.manual_seed(0)
+    reference = nn.RNN(3, 5, 2, bidirectional=True).double()
+    ours = NumpyRNN.from_torch(reference, seed=0)
+    _, twin = pair(num_layers=2, bidirectional=True)
+    reference.dropout = ours.dropout = twin.dropout = 1
+    x = batch().requires_grad_()
+    out_ref, hn_ref = reference(x)
+    out_twin, hn_twin = twin(x)
+    params = list(reference.parameters())
+    grads_ref = torch.autograd.grad(loss(out_ref, hn_ref), [x, *params])
+    grads_twin = torch.autograd.grad(loss(out_twin, hn_twin), [x, *twin.parameters()])
+    out, hn = ours.forward(x.detach().numpy())
+    d_out = np.broadcast_to(np.linspace(-1, 1, out.shape[-1]), out.shape).copy()
+    dx, _ = ours.backward(d_out, 2 * hn)  # the gradient of loss(): the weights of the output, 2 h_n
+    np.testing.assert_allclose(dx, grads_ref[0].numpy(), rtol=0, atol=1e-12)
+    for (name, _), g_ref, g_twin in zip(reference.named_parameters(), grads_ref[1:], grads_twin[1:]):
+        np.testing.assert_allclose(ours.grads[name], g_ref.numpy(), rtol=0, atol=1e-12, err_msg=name)
+        torch.testing.assert_close(g_twin, g_ref, rtol=0, atol=1e-12, msg=name)
+    assert np.abs(ours.grads["weight_ih_l0"]).sum() > 0  # layer 0's own h_n still reaches it
+    out, _ = ours.forward(x.detach().numpy())
+    ours.backward(np.ones_like(out))  # from the output alone: nothing crosses the dropped connection
+    assert not any(ours.grads[name].any() for name in ours.params if name.endswith(("_l0", "_l0_reverse")))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_change_dropout_after_construction_as_pytorchs_own_test(kind, train) -> None:
+    """PyTorch's ``test_RNN_change_dropout``: deterministic at p = 0 and p = 1 and in eval mode, random otherwise."""
+    torch.manual_seed(0)
+    reference = nn.RNN(10, 10, 2, dropout=0, nonlinearity="relu").double()
+    ours = ours_like(kind, reference).train(train)
+    x = torch.ones(3, 2, 10, dtype=torch.float64)
+    previous = None
+    for p in (0, 0.5, 0, 0.7, 0.2, 1, 0.2, 0):
+        ours.dropout = p
+        (out1, hn1), (out2, hn2) = run(ours, x), run(ours, x)
+        deterministic = p in (0, 1) or not train
+        assert np.array_equal(out1, out2) == deterministic and np.array_equal(hn1, hn2) == deterministic
+        if previous is not None:
+            assert np.array_equal(out1, previous) == (not train)
+        previous = out1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("p", [1.5, -0.5])
+def test_dropout_outside_zero_one_set_after_construction_fails_like_nn_rnn(kind, p) -> None:
+    torch.manual_seed(0)
+    reference = nn.RNN(3, 5, 2).double()
+    ours = ours_like(kind, reference)
+    reference.dropout = ours.dropout = p
+    with pytest.raises(RuntimeError) as ref:
+        reference(batch())
+    with pytest.raises(RuntimeError) as error:
+        run(ours, batch())
+    assert str(error.value) == str(ref.value) == f"dropout probability has to be between 0 and 1, but got {p}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("num_layers,train", [(2, False), (1, True)], ids=["eval", "1-layer"])
+def test_dropout_outside_zero_one_is_ignored_where_nn_rnn_applies_none(kind, num_layers, train) -> None:
+    """``nn.RNN`` checks the probability only where it drops: in training mode, between layers."""
+    torch.manual_seed(0)
+    reference = nn.RNN(3, 5, num_layers).double().train(train)
+    ours = ours_like(kind, reference)
+    reference.dropout = ours.dropout = 1.5
+    with torch.no_grad():
+        out_ref, _ = reference(batch())
+    np.testing.assert_allclose(run(ours, batch())[0], out_ref.numpy(), rtol=0, atol=1e-12)
