@@ -401,6 +401,7 @@ class NumpyRNN:
 
         Args:
             x: ``(T, N, D)``, or ``(N, T, D)`` with ``batch_first``, or unbatched ``(T, D)``.
+                ``T >= 1``; ``N = 0`` (an empty batch) gives empty outputs, as in ``nn.RNN``.
             h0: ``(L*dirs, N, H)`` (``(L*dirs, H)`` when unbatched), zeros when ``None``.
             lengths: optional ``(N,)`` lengths of the sequences in a padded batch.
                 Matches ``nn.RNN`` on ``pack_padded_sequence(x, lengths)``, unpacked

@@ -209,6 +209,10 @@ def check_input_shape(
 
     Accepts ``(T, N, D)`` (time-major), ``(N, T, D)`` (``batch_first=True``) or
     unbatched ``(T, D)``. Returns ``(batched, T, N)``; ``N`` is 1 when unbatched.
+
+    An empty batch (``N = 0``) is accepted, as by ``torch.nn.RNN``: its output is
+    ``(T, 0, H*dirs)``. No time step (``T = 0``) is refused: there is no last state to
+    return (``nn.RNN`` raises ``RuntimeError: Expected sequence length to be larger than 0``).
     """
     if len(shape) not in (2, 3):
         layout = "(N, T, D)" if batch_first else "(T, N, D)"
@@ -225,8 +229,8 @@ def check_input_shape(
         T, N = (shape[1], shape[0]) if batch_first else (shape[0], shape[1])
     else:
         T, N = shape[0], 1
-    if T == 0 or N == 0:
-        raise ValueError(f"input must have at least one time step and one sequence, got shape {tuple(shape)}")
+    if T == 0:
+        raise ValueError(f"input must have at least one time step (T >= 1), got T=0 in shape {tuple(shape)}")
     return batched, T, N
 
 
@@ -257,12 +261,18 @@ def check_h0_shape(shape: tuple[int, ...], batched: bool, num_states: int, batch
 
 
 def check_lengths(lengths: Any, batched: bool, T: int, N: int) -> np.ndarray:
-    """Per-sequence lengths: ``N`` integers in ``[1, T]`` (a packed batch's lengths)."""
+    """Per-sequence lengths: ``N`` integers in ``[1, T]`` (a packed batch's lengths).
+
+    An empty batch takes empty lengths, of any dtype: ``lengths=[]`` is a float64 array
+    to NumPy, but holds no value that could be a fraction.
+    """
     if not batched:
         raise ValueError("lengths are for batched input; unbatched 2-D input is one sequence of length T")
     arr = to_numpy(lengths)
     if arr.shape != (N,):
         raise ValueError(f"lengths must have shape (N,) = ({N},), got {arr.shape}")
+    if N == 0:
+        return arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
     if arr.min() < 1 or arr.max() > T:

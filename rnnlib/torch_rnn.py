@@ -172,7 +172,8 @@ class TorchRNN(nn.Module):
         """Run the stack.
 
         Args:
-            input: ``(T, N, D)``, ``(N, T, D)`` with ``batch_first``, unbatched ``(T, D)``,
+            input: ``(T, N, D)``, ``(N, T, D)`` with ``batch_first``, unbatched ``(T, D)``
+                (``T >= 1``; ``N = 0`` gives empty outputs, as in ``nn.RNN``),
                 or a ``PackedSequence`` (then the output is packed the same way).
             hx: ``(L*dirs, N, H)`` (``(L*dirs, H)`` unbatched), zeros when ``None``.
             lengths: optional ``(N,)`` lengths for a padded batch (the same as packing it).

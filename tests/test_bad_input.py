@@ -177,10 +177,16 @@ def test_input_of_wrong_feature_size_is_refused(kind, shape) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("shape,batch_first",
-                         [((0, 2, 3), False), ((2, 0, 3), True), ((4, 0, 3), False), ((0, 3), False)],
-                         ids=["T0", "T0-batch-first", "N0", "T0-unbatched"])
-def test_empty_input_is_refused(kind, shape, batch_first) -> None:
-    with pytest.raises(ValueError, match=rf"at least one time step and one sequence, got shape {re_shape(shape)}"):
+                         [((0, 2, 3), False), ((2, 0, 3), True), ((0, 0, 3), False), ((0, 3), False)],
+                         ids=["T0", "T0-batch-first", "T0-N0", "T0-unbatched"])
+def test_input_without_time_steps_is_refused(kind, shape, batch_first) -> None:
+    """``nn.RNN`` refuses it too (``RuntimeError: Expected sequence length to be larger than 0 in RNN``).
+
+    An empty *batch* is fine: ``tests/test_torch_edges.py``.
+    """
+    with pytest.raises(RuntimeError, match="Expected sequence length to be larger than 0"):
+        nn.RNN(3, 5, batch_first=batch_first).double()(data("torch", shape))
+    with pytest.raises(ValueError, match=rf"at least one time step \(T >= 1\), got T=0 in shape {re_shape(shape)}"):
         make(kind, 3, 5, batch_first=batch_first)(data(kind, shape))
 
 

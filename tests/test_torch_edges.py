@@ -1,6 +1,8 @@
 """``torch.nn.RNN``'s edges, where PyTorch's own RNN tests reach: each claim checked against ``nn.RNN`` directly.
 
-``torch.func.functional_call`` and parametrizations, ``all_weights`` and ``flatten_parameters``.
+``torch.func.functional_call`` and parametrizations, ``all_weights`` and ``flatten_parameters``,
+``dropout`` changed after construction (to 1, or out of range), and an empty batch ``(T, 0, D)``.
+(Non-bool flags and ``T = 0`` are in ``tests/test_bad_input.py``.)
 """
 
 from __future__ import annotations
@@ -320,3 +322,79 @@ def test_dropout_outside_zero_one_is_ignored_where_nn_rnn_applies_none(kind, num
     with torch.no_grad():
         out_ref, _ = reference(batch())
     np.testing.assert_allclose(run(ours, batch())[0], out_ref.numpy(), rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------
+# An empty batch
+# --------------------------------------------------------------------------------------
+
+EMPTY_CONFIGS = [
+    pytest.param(dict(num_layers=2), (4, 0, 3), id="time-major"),
+    pytest.param(dict(num_layers=2, batch_first=True), (0, 4, 3), id="batch-first"),
+    pytest.param(dict(num_layers=2, bidirectional=True), (4, 0, 3), id="bidirectional"),
+    pytest.param(dict(num_layers=3, bias=False, dropout=0.5), (4, 0, 3), id="no-bias-dropout"),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("with_h0", [False, True], ids=["no-h0", "h0"])
+@pytest.mark.parametrize("config,shape", EMPTY_CONFIGS)
+def test_empty_batch_gives_nn_rnns_empty_shapes(kind, config, shape, with_h0) -> None:
+    torch.manual_seed(0)
+    reference = nn.RNN(3, 5, **config).double()  # training mode: dropout, where set, is drawn on nothing
+    ours = ours_like(kind, reference)
+    dirs = 2 if config.get("bidirectional") else 1
+    h0 = torch.zeros(config["num_layers"] * dirs, 0, 5, dtype=torch.float64) if with_h0 else None
+    x = torch.zeros(shape, dtype=torch.float64)
+    with torch.no_grad():
+        out_ref, hn_ref = reference(x, h0)
+    out, hn = ours(x.numpy(), None if h0 is None else h0.numpy()) if kind == "numpy" else ours(x, h0)
+    assert tuple(out.shape) == tuple(out_ref.shape) == (*shape[:2], 5 * dirs)
+    assert tuple(hn.shape) == tuple(hn_ref.shape) == (config["num_layers"] * dirs, 0, 5)
+
+
+@pytest.mark.parametrize("config,shape", EMPTY_CONFIGS)
+def test_empty_batch_backward_equals_nn_rnns(config, shape) -> None:
+    """NumpyRNN.backward and autograd through TorchRNN: an empty input gradient and all-zero weight gradients."""
+    torch.manual_seed(0)
+    reference = nn.RNN(3, 5, **config).double()
+    ours = NumpyRNN.from_torch(reference, seed=0)
+    twin = TorchRNN.from_torch(reference)
+    dirs = 2 if config.get("bidirectional") else 1
+    x = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+    h0 = torch.zeros(config["num_layers"] * dirs, 0, 5, dtype=torch.float64, requires_grad=True)
+    grads = {}
+    for name, module in (("nn.RNN", reference), ("TorchRNN", twin)):
+        out, hn = module(x, h0)
+        grads[name] = torch.autograd.grad(loss(out, hn), [x, h0, *module.parameters()])
+    out, hn = ours.forward(x.detach().numpy(), h0.detach().numpy())
+    dx, dh0 = ours.backward(np.ones_like(out), np.ones_like(hn))
+    grads["NumpyRNN"] = (dx, dh0, *ours.grads.values())
+    for name in ("TorchRNN", "NumpyRNN"):
+        assert len(grads[name]) == len(grads["nn.RNN"])
+        for g, g_ref in zip(grads[name], grads["nn.RNN"]):
+            assert tuple(g.shape) == tuple(g_ref.shape)
+            np.testing.assert_array_equal(np.asarray(g), g_ref.numpy())
+            assert not np.asarray(g).any()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("lengths", [np.array([], dtype=np.int64), torch.tensor([], dtype=torch.int64), []],
+                         ids=["int64-array", "int64-tensor", "list"])
+def test_empty_batch_with_empty_lengths_runs(kind, lengths) -> None:
+    """nn.RNN cannot take this (``pack_padded_sequence`` refuses to pack an empty batch); ours returns it empty."""
+    with pytest.raises(RuntimeError, match="Cannot pack empty tensors"):
+        torch.nn.utils.rnn.pack_padded_sequence(torch.zeros(4, 0, 3), torch.tensor([], dtype=torch.int64))
+    torch.manual_seed(0)
+    ours = ours_like(kind, nn.RNN(3, 5, 2, bidirectional=True).double())
+    x = torch.zeros(4, 0, 3, dtype=torch.float64, requires_grad=True)
+    out, hn = ours(x.detach().numpy() if kind == "numpy" else x, lengths=lengths)
+    assert tuple(out.shape) == (4, 0, 10) and tuple(hn.shape) == (4, 0, 5)
+    if kind == "numpy":
+        dx, dh0 = ours.backward(out, hn)
+        grads = list(ours.grads.values())
+    else:
+        dx, *grads = torch.autograd.grad(loss(out, hn), [x, *ours.parameters()])
+    assert tuple(dx.shape) == (4, 0, 3)
+    assert [tuple(g.shape) for g in grads] == [tuple(w.shape) for ws in ours.all_weights for w in ws]
+    assert not any(np.asarray(g).any() for g in grads)
