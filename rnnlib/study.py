@@ -299,3 +299,49 @@ def renumber_hidden_units(model: Any, seed: int) -> Any:
                 p[name][...] = p[name][perm]
     p["fc.weight"][...] = p["fc.weight"][:, perms[-1]]
     return twin
+
+
+def compare_studies(runs_a: Sequence[Run], runs_b: Sequence[Run]) -> dict[str, Any]:
+    """How much the same study moved when re-run under other kernels.
+
+    Returns:
+        ``changed``: runs whose test score differs at all; ``moved_10pct``: by more than 10%;
+        ``flipped``: adding-problem runs solved in one and not in the other; ``total`` runs;
+        and ``arms``: for every arm, its learning rate and its median (and solved count,
+        adding problem) in each study.
+    """
+    def key(r: Run) -> tuple[Any, ...]:
+        return (r["task"], r["nonlinearity"], r["num_layers"], r["hidden_size"], r["lr"], r["seed"])
+
+    b_by_key = {key(r): r for r in runs_b}
+    pairs = [(r, b_by_key[key(r)]) for r in runs_a]
+    if len(pairs) != len(runs_b):
+        raise ValueError(f"the studies hold different runs: {len(runs_a)} and {len(runs_b)}")
+    changed = sum(a["test"] != b["test"] for a, b in pairs)
+    moved = sum(not math.isclose(a["test"], b["test"], rel_tol=0.1) for a, b in pairs)
+    flipped = sum((a["test"] < SOLVED_MSE) != (b["test"] < SOLVED_MSE) for a, b in pairs if a["task"] == "adding")
+    arms: dict[Arm, dict[str, Any]] = {}
+    for task in ("adding", "lm"):
+        ta, tb = [r for r in runs_a if r["task"] == task], [r for r in runs_b if r["task"] == task]
+        best_a, best_b = best_learning_rates(ta), best_learning_rates(tb)
+        for arm in arms_of(ta, task):
+            sa, sb = arm_summary(ta, arm, best_a[arm]), arm_summary(tb, arm, best_b[arm])
+            arms[arm] = {"lr": (best_a[arm], best_b[arm]), "median": (sa["median"], sb["median"]),
+                         "solved": (len(sa.get("solved", [])), len(sb.get("solved", [])))}
+    return {"total": len(pairs), "changed": changed, "moved_10pct": moved, "flipped": flipped, "arms": arms}
+
+
+def comparison_table(comparison: Mapping[str, Any], task: str) -> str:
+    """One line per arm: learning rate, median (and solved seeds) in study A and in study B."""
+    solved = task == "adding"
+    head = f"{'':22s}{'lr: A':>8s}{'B':>7s}   {'median: A':>10s}{'B':>8s}" + ("   solved: A  B" if solved else "")
+    lines = [head]
+    for arm, c in comparison["arms"].items():
+        if arm.task != task:
+            continue
+        line = (f"{arm.label:22s}{c['lr'][0]:8g}{c['lr'][1]:7g}   {_fmt(c['median'][0], task):>10s}"
+                f"{_fmt(c['median'][1], task):>8s}")
+        if solved:
+            line += f"   {c['solved'][0]:9d}{c['solved'][1]:3d}"
+        lines.append(line)
+    return "\n".join(lines)

@@ -4,7 +4,8 @@
   learning rate is chosen on validation scores only, renumbering hidden units is a symmetry.
 * The stored study is complete (every arm x learning rate x seed) and was not a smoke run.
 * The chapter's conclusions hold on the stored study **with margins**, as statistics over seeds
-  (medians, solved counts), never as the value of one run.
+  (medians, solved counts), never as the value of one run; and they hold on both stored runs of
+  the study (the second under other kernels), which differ run by run.
 * The script runs end to end (a tiny smoke run), and a fresh run of a decisive configuration
   still solves the task, on whatever machine runs the suite.
 """
@@ -114,7 +115,7 @@ def test_the_depth_study_script_runs_end_to_end(tmp_path: Path) -> None:
 
 
 def test_a_fresh_run_of_the_live_configuration_solves_the_task_and_lifts_its_gradient_curve() -> None:
-    """Chapter 9 re-runs ReLU, two layers of 32, lr 1e-2 live: every seed solved T = 20 in the study.
+    """Chapter 9 re-runs ReLU, three layers of 25, lr 1e-2 live: every seed solved T = 20 in both studies.
 
     A fresh run here (on whatever machine) must solve it too, and training must have lifted the
     prediction's sensitivity to the input 19 steps back from below 1e-4 of the last input's (at
@@ -123,13 +124,13 @@ def test_a_fresh_run_of_the_live_configuration_solves_the_task_and_lifts_its_gra
     from rnnlib.train import input_gradient_norms
 
     torch.set_num_threads(1)
-    result = adding_run("relu", 2, 32, 1e-2, seed=1, keep_model=True)
+    result = adding_run("relu", 3, 25, 1e-2, seed=1, keep_model=True)
     assert result["test"] < SOLVED_MSE
     from rnnlib.data import adding_problem
 
     x = torch.from_numpy(adding_problem(20, 256, np.random.default_rng(1))[0])
     torch.manual_seed(1)
-    fresh = TorchRNNRegressor(2, 32, 2, "relu")
+    fresh = TorchRNNRegressor(2, 25, 3, "relu")
     before, after = input_gradient_norms(fresh, x), input_gradient_norms(result["model"], x)
     assert before[0] < 1e-4 * before[-1]
     assert after[0] > 0.1 * after[-1]
@@ -154,10 +155,26 @@ def _best(runs: list[dict]) -> dict[Arm, dict]:
 
 
 def test_relu_solves_the_adding_problem_at_every_depth_and_width(any_study: dict) -> None:
+    """Every ReLU arm solves T = 20 with all seeds or all but one (one run in 25 failed under other
+    kernels), and every median is far under the line."""
     for arm, s in _best(adding(any_study)).items():
         if arm.nonlinearity == "relu":
-            assert len(s["solved"]) == len(s["seeds"]), arm
-            assert s["max"] < 0.5 * SOLVED_MSE, arm  # by a margin, not just under the line
+            assert len(s["solved"]) >= len(s["seeds"]) - 1, arm
+            assert s["median"] < 0.2 * SOLVED_MSE, arm
+
+
+def test_the_studies_on_two_kernel_settings_agree_in_their_statistics_not_their_runs() -> None:
+    """Chapter 9, "Why your numbers may differ": most runs moved, a few crossed the solved line, but the
+    per-arm learning rates agree for all arms but at most two, and the medians stay close."""
+    from rnnlib.study import compare_studies
+
+    a, b = (load_study(p)["runs"] for p in STUDIES)
+    moved = compare_studies(a, b)
+    assert moved["changed"] > moved["total"] / 2 and moved["flipped"] > 0
+    arms = moved["arms"]
+    assert sum(c["lr"][0] != c["lr"][1] for c in arms.values()) <= 2
+    for arm, c in arms.items():
+        assert abs(c["median"][0] - c["median"][1]) < 0.05, arm  # MSE, or bits per character
 
 
 def test_tanh_is_the_harder_case_every_tanh_median_well_above_every_relu_median(any_study: dict) -> None:
