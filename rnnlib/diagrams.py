@@ -26,7 +26,8 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
 
 from .dataflow import Node, node_role, unrolled_graph, wavefronts
 
-__all__ = ["LAYER_COLORS", "draw_unrolled", "node_label", "node_position", "unrolled_graph"]
+__all__ = ["LAYER_COLORS", "draw_output_and_h_n", "draw_unrolled", "node_label", "node_position", "returned_cells",
+           "unrolled_graph"]
 
 # Colour-blind-friendly (Okabe-Ito), dark enough for arrows on white.
 LAYER_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
@@ -198,4 +199,60 @@ def draw_unrolled(
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=12)
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# What nn.RNN returns: output (the top row) and h_n (the last column)
+# --------------------------------------------------------------------------------------
+
+OUTPUT_FILL, H_N_FILL, BOTH_FILL = "#BFE0F5", "#FFD8A8", "#C9E8B8"
+
+
+def returned_cells(num_layers: int, seq_len: int) -> dict[Node, str]:
+    """Which nodes of the unrolled grid ``nn.RNN`` hands back, and in which tensor.
+
+    Returns:
+        ``{node: role}`` with ``role`` in ``{"output", "h_n", "both"}``: the top row's cells
+        :math:`h_t^{(L)}` (``output[t-1]``) and the boundary nodes ``(L+1, t)`` are
+        ``"output"``; the last column's cells :math:`h_T^{(l)}` (``h_n[l-1]``) and the boundary
+        nodes ``(l, T+1)`` are ``"h_n"``; :math:`h_T^{(L)}`, the one state in both tensors, is
+        ``"both"``. Every other cell (a lower layer before the last step) is absent: ``nn.RNN``
+        computes it and returns it nowhere.
+    """
+    L, T = num_layers, seq_len
+    roles: dict[Node, str] = {}
+    for t in range(1, T + 1):
+        roles[(L, t)] = "output"
+        roles[(L + 1, t)] = "output"
+    for l in range(1, L + 1):
+        roles[(l, T)] = "h_n"
+        roles[(l, T + 1)] = "h_n"
+    roles[(L, T)] = "both"
+    return roles
+
+
+def draw_output_and_h_n(num_layers: int, seq_len: int, title: str | None = None) -> Figure | SubFigure:
+    """:func:`draw_unrolled`, with ``output`` (top row) and ``h_n`` (last column) filled.
+
+    The fills follow :func:`returned_cells`: ``output`` in light blue, ``h_n`` in light orange,
+    :math:`h_T^{(L)}` (in both) in light green; the legend names the three.
+
+    Returns:
+        The ``Figure``; each box keeps its ``gid = "node:(l, t)"``.
+    """
+    fig = draw_unrolled(num_layers, seq_len, title=title)
+    ax = fig.axes[0]
+    fills = {"output": OUTPUT_FILL, "h_n": H_N_FILL, "both": BOTH_FILL}
+    roles = {f"node:{node}": role for node, role in returned_cells(num_layers, seq_len).items()}
+    for patch in ax.patches:
+        role = roles.get(str(patch.get_gid()))
+        if role is not None:
+            patch.set_facecolor(fills[role])
+    legend = ax.get_legend()
+    handles: list[Artist] = list(legend.legend_handles) if legend is not None else []
+    handles += [Patch(fc=OUTPUT_FILL, ec="#999999", label=r"output: $h_t^{(L)}$, every step $t$"),
+                Patch(fc=H_N_FILL, ec="#999999", label=r"h_n: $h_T^{(l)}$, every layer $l$"),
+                Patch(fc=BOTH_FILL, ec="#999999", label=r"$h_T^{(L)}$ = output[-1] = h_n[-1]")]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=1, frameon=False, fontsize=9.5)
     return fig

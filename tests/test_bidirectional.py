@@ -327,3 +327,59 @@ def test_gradient_into_layer_1_output_is_the_sum_over_both_upper_directions() ->
         from_bwd = pre["_reverse", t].grad @ P["weight_ih_l1_reverse"]
         assert max_abs(from_fwd + from_bwd, y1.grad[t]) < TOL
         assert max_abs(from_fwd, y1.grad[t]) > 1e-3 and max_abs(from_bwd, y1.grad[t]) > 1e-3  # neither alone
+
+
+# --- The figure of a bidirectional stack (rnnlib.bidirectional_diagram) ----------------
+
+
+@pytest.mark.parametrize("L, T", [(1, 2), (2, 4), (3, 3)])
+def test_bidirectional_figure_graph(L, T):
+    """Forward reads t-1, backward t+1, the concatenation of step t feeds both directions of the next layer."""
+    import matplotlib.pyplot as plt
+
+    from rnnlib.bidirectional_diagram import bidirectional_h_n, bidirectional_stack_graph, draw_bidirectional
+    from rnnlib.dataflow import bidirectional_graph
+
+    nodes, edges = bidirectional_stack_graph(L, T)
+    for src, dst, weight in edges:
+        if src[0] == dst[0] == "fwd":
+            assert src[2] == dst[2] - 1 and weight == f"weight_hh_l{dst[1] - 1}"
+        elif src[0] == dst[0] == "bwd":
+            assert src[2] == dst[2] + 1 and weight == f"weight_hh_l{dst[1] - 1}_reverse"
+        elif dst[0] == "cat":
+            assert src[1:] == dst[1:] and weight is None
+        else:
+            assert src[2] == dst[2] and src[0] == ("x" if dst[1] == 1 else "cat")
+    # Contract each concatenation: the cell graph of rnnlib.dataflow (d = 0 forward, 1 backward).
+    code = {"fwd": 0, "bwd": 1}
+    cell_edges = {((s[1], s[2], code[s[0]]), (d[1], d[2], code[d[0]]), w)
+                  for s, d, w in edges if s[0] in code and d[0] in code}
+    cats = [(s, d) for s, d, w in edges if d[0] == "cat"]
+    for s, d, w in edges:
+        if s[0] == "cat":
+            cell_edges |= {((b[1], b[2], code[b[0]]), (d[1], d[2], code[d[0]]), w) for b, c in cats if c == s}
+    ref_nodes, ref_edges = bidirectional_graph(L, T)
+    assert cell_edges == set(ref_edges)
+    # Every weight named is an nn.RNN parameter, and every weight matrix of nn.RNN is used.
+    names = {w for _, _, w in edges if w is not None}
+    assert names == {n for n, _ in nn.RNN(3, 2, L, bidirectional=True).named_parameters() if n.startswith("weight")}
+    assert bidirectional_h_n(L, T)[::2] == [("fwd", l, T) for l in range(1, L + 1)]
+    assert bidirectional_h_n(L, T)[1::2] == [("bwd", l, 1) for l in range(1, L + 1)]
+    fig = draw_bidirectional(L, T)
+    arrows = [p.get_gid() for p in fig.axes[0].patches if str(p.get_gid()).startswith("edge:")]
+    assert arrows == [f"edge:{s}->{d}" for s, d, _ in edges]
+    plt.close(fig)
+
+
+def test_bidirectional_figure_h_n_labels_are_nn_rnn_h_n():
+    """The states the figure labels h_n[k] are nn.RNN's h_n[k] (checked on the top layer through output)."""
+    from rnnlib.bidirectional_diagram import bidirectional_h_n
+
+    torch.manual_seed(0)
+    L, T, H = 2, 4, 5
+    rnn = nn.RNN(3, H, L, bidirectional=True).double()
+    with torch.no_grad():
+        output, h_n = rnn(torch.randn(T, 2, 3, dtype=torch.float64))
+    top_fwd, top_bwd = bidirectional_h_n(L, T)[-2:]
+    assert torch.equal(h_n[-2], output[top_fwd[2] - 1, :, :H])
+    assert torch.equal(h_n[-1], output[top_bwd[2] - 1, :, H:])

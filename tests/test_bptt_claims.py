@@ -232,3 +232,29 @@ def test_with_backward_copies_and_leaves_model_alone() -> None:
     assert all(np.array_equal(before[k], model.params[k]) for k in before)
     with pytest.raises(ValueError):
         with_backward(NumpyRNN(3, 5, 2, bidirectional=True))
+
+
+# --- The figure of the two gradient paths (rnnlib.gradient_diagram) --------------------
+
+
+@pytest.mark.parametrize("L, T", [(1, 1), (2, 4), (3, 4), (4, 2)])
+def test_gradient_paths_are_the_forward_edges_reversed(L, T):
+    """Left arrows reverse the W_hh edges, down arrows the W_ih edges; the loss enters the top row and h_n's column."""
+    import matplotlib.pyplot as plt
+
+    from rnnlib.dataflow import unrolled_graph
+    from rnnlib.gradient_diagram import draw_gradient_paths, gradient_edges
+
+    edges = gradient_edges(L, T)
+    _, forward = unrolled_graph(L, T)
+    inner = [(src, dst, kind) for src, dst, kind in edges if kind != "loss"]
+    assert sorted((dst, src) for src, dst, _ in inner) == sorted((src, dst) for src, dst, _ in forward)
+    for (src, dst, kind), (_, _, weight) in zip(inner, forward):
+        assert (kind == "time") == weight.startswith("weight_hh")  # W_hh back in time, W_ih down the stack
+        assert (src[0] == dst[0] + 1 and src[1] == dst[1]) if kind == "depth" else (src[1] == dst[1] + 1)
+    loss = {dst for _, dst, kind in edges if kind == "loss"}
+    assert loss == {(L, t) for t in range(1, T + 1)} | {(l, T) for l in range(1, L + 1)}
+    fig = draw_gradient_paths(L, T)
+    arrows = [p.get_gid() for p in fig.axes[0].patches if str(p.get_gid()).startswith("grad:")]
+    assert arrows == [f"grad:{src}->{dst}" for src, dst, _ in edges]
+    plt.close(fig)

@@ -469,3 +469,42 @@ def test_masked_mean_pool_equals_mean_of_each_sequence_alone() -> None:
         alone = torch.stack([rnn(s[:, None])[0][:, 0].mean(dim=0) for s in seqs])
     assert max_abs(pooled, alone) < TOL
     assert max_abs(out.mean(dim=0), alone) > 1e-3  # dividing by T is wrong for short sequences
+
+
+# --- The staircase figure (rnnlib.packing_diagram) -------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=6))
+def test_staircase_is_pack_padded_sequence_layout(lengths):
+    """batch_sizes, sorted_indices and each step's row in data are exactly pack_padded_sequence's."""
+    from rnnlib.packing_diagram import packing_staircase
+
+    stairs = packing_staircase(lengths)
+    T, N = max(lengths), len(lengths)
+    x = torch.arange(T * N, dtype=torch.float64).reshape(T, N, 1)  # x[t, n] = t*N + n
+    packed = pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False)
+    assert stairs.batch_sizes.tolist() == packed.batch_sizes.tolist()
+    assert stairs.sorted_indices.tolist() == packed.sorted_indices.tolist()
+    for t in range(T):
+        for j in range(N):
+            row = stairs.data_row[t, j]
+            assert (row >= 0) == (t < lengths[stairs.sorted_indices[j]])
+            if row >= 0:
+                assert packed.data[row, 0].item() == t * N + stairs.sorted_indices[j]
+    assert (np.diff(stairs.kept.sum(axis=0)) <= 0).all()  # a staircase: lengths descend left to right
+
+
+def test_staircase_figure_of_chapter_8():
+    import matplotlib.pyplot as plt
+
+    from rnnlib.packing_diagram import draw_packing_staircase, packing_staircase
+
+    stairs = packing_staircase([2, 4, 3])
+    assert stairs.batch_sizes.tolist() == [3, 3, 2, 1] and stairs.sorted_indices.tolist() == [1, 2, 0]
+    fig = draw_packing_staircase([2, 4, 3])
+    boxes = [p for p in fig.axes[0].patches if str(p.get_gid()).startswith("step:")]
+    assert len(boxes) == 12 and sum(p.get_hatch() is None for p in boxes) == 9
+    plt.close(fig)
+    with pytest.raises(ValueError):
+        packing_staircase([2, 0])

@@ -354,3 +354,33 @@ def test_view_after_transpose_needs_contiguous_or_reshape():
     with pytest.raises(RuntimeError):
         swapped.view(8, 3)
     assert torch.equal(swapped.contiguous().view(8, 3), swapped.reshape(8, 3))
+
+
+# --- The memory-layout figure (rnnlib.memory_layout) -----------------------------------
+
+
+@pytest.mark.parametrize("T, N", [(4, 2), (3, 5), (1, 3), (6, 1)])
+def test_memory_layout_figure_matches_view_and_transpose(T, N):
+    """The blocks the figure shows in each row are the ones .view and .transpose really read."""
+    import matplotlib.pyplot as plt
+
+    from rnnlib.memory_layout import draw_memory_layout, memory_blocks, transpose_blocks, view_blocks
+
+    D = 3
+    # x[t-1, n-1] = (t, n, 0): every block says where it comes from.
+    x = torch.tensor([[[t, n, 0] for n in range(1, N + 1)] for t in range(1, T + 1)])
+    flat = x.reshape(T * N, D)
+    assert [tuple(r[:2].tolist()) for r in flat] == memory_blocks(T, N)
+    viewed, swapped = x.view(N, T, D), x.transpose(0, 1)
+    assert [[tuple(b[:2].tolist()) for b in row] for row in viewed] == view_blocks(T, N)
+    assert [[tuple(b[:2].tolist()) for b in row] for row in swapped] == transpose_blocks(T, N)
+    # transpose reads memory with stride N blocks along a row: the offsets the figure prints.
+    offsets = {block: k for k, block in enumerate(memory_blocks(T, N))}
+    assert swapped.stride()[1] == N * D
+    for n, row in enumerate(transpose_blocks(T, N)):
+        assert [offsets[b] for b in row] == list(range(n, T * N, N))
+    fig = draw_memory_layout(T, N)
+    gids = {p.get_gid() for p in fig.axes[0].patches if p.get_gid()}
+    assert {g for g in gids if g.startswith("memory:")} == {f"memory:{k}" for k in range(T * N)}
+    assert len([g for g in gids if g.startswith("view:")]) == T * N
+    plt.close(fig)

@@ -300,3 +300,37 @@ def test_output_layer_on_the_stack_reads_only_the_top_layer():
         by_hand = output.numpy() @ head.weight.numpy().T + head.bias.numpy()
         assert np.abs(y.numpy() - by_hand).max() < 1e-12
         assert (y[-1] - head(hn[-1])).abs().max().item() < 1e-12  # equal up to matmul rounding
+
+
+# --- The figure of what nn.RNN returns (rnnlib.diagrams.draw_output_and_h_n) ---------
+
+
+def test_figure_highlights_exactly_output_and_h_n():
+    """The filled cells of the chapter's figure are the states nn.RNN returns, and no other."""
+    import matplotlib.pyplot as plt
+
+    from rnnlib.dataflow import forward_time_major
+    from rnnlib.diagrams import draw_output_and_h_n, returned_cells
+
+    L, T = 2, 4
+    roles = returned_cells(L, T)
+    cells = {node: role for node, role in roles.items() if 1 <= node[0] <= L and 1 <= node[1] <= T}
+    assert cells == {(2, 1): "output", (2, 2): "output", (2, 3): "output", (2, 4): "both", (1, 4): "h_n"}
+    # ... and they are the states nn.RNN returns, on the article's example.
+    torch.manual_seed(ARTICLE_SEED)
+    rnn = nn.RNN(3, 5, num_layers=L).double()
+    x = torch.from_numpy(article_input(dtype=np.float64))
+    with torch.no_grad():
+        output, h_n = rnn(x)
+    states = forward_time_major({k: v.numpy() for k, v in rnn.state_dict().items()}, x.numpy()).states
+    for l in range(1, L + 1):
+        for t in range(1, T + 1):
+            in_output = any(np.allclose(states[l, t], r, rtol=0, atol=1e-12) for r in output.numpy())
+            in_h_n = any(np.allclose(states[l, t], r, rtol=0, atol=1e-12) for r in h_n.numpy())
+            expected = {(True, False): "output", (False, True): "h_n", (True, True): "both"}.get((in_output, in_h_n))
+            assert cells.get((l, t)) == expected, (l, t)
+    fig = draw_output_and_h_n(L, T)
+    filled = {p.get_gid() for p in fig.axes[0].patches if p.get_gid() and p.get_facecolor()[:3] != (1.0, 1.0, 1.0)
+              and str(p.get_gid()).startswith("node:(") and p.get_facecolor()[:3] != (0.9490196078431372,) * 3}
+    assert filled == {f"node:{n}" for n in roles}
+    plt.close(fig)
