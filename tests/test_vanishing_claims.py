@@ -16,6 +16,10 @@ Tolerances, and why:
   ``rho * E|phi'|`` is far off (> 25%) for relu, as the chapter says.
 * Depth: one layer down multiplies ``||dL/dh_T^(l)||`` by ``sqrt(E phi'^2) / sqrt(3)`` at PyTorch's
   default initialisation, within 5%.
+* Residual connections (``rnnlib.residual``): the hand-written backward equals autograd to 1e-12
+  (float64); with skips, one layer down multiplies the norm by ``sqrt(1 + q^2)`` (``q`` the plain
+  factor's prediction in the residual stack's layers), within 5%, and so by more than 1, while the
+  plain stack's factor stays below 0.7. Measured over seeds 0-4: within 2.4%.
 """
 
 from __future__ import annotations
@@ -217,3 +221,71 @@ def test_plot_functions_return_figures_holding_the_data() -> None:
     fig = plot_depth_gradient_norms({"x": {1: np.array([2.0]), 2: np.array([1.0, 2.0])}})
     assert np.array_equal(fig.axes[0].lines[1].get_ydata(), [1.0, 2.0])
     plt.close(fig)
+
+
+# --- Residual connections between layers (rnnlib.residual) -----------------------------
+
+
+def _torch_residual_stack(params, x, num_layers):
+    """The residual stack in PyTorch: ``(output, h_n)`` with ``u^(l) = h^(l) + u^(l-1)`` where widths agree."""
+    import torch
+
+    u, h_n = x, []
+    for l in range(num_layers):
+        h, states = torch.zeros(x.shape[1], params[f"weight_hh_l{l}"].shape[0], dtype=x.dtype), []
+        for t in range(x.shape[0]):
+            h = torch.tanh(u[t] @ params[f"weight_ih_l{l}"].T + params[f"bias_ih_l{l}"]
+                           + h @ params[f"weight_hh_l{l}"].T + params[f"bias_hh_l{l}"])
+            states.append(h)
+        h_seq = torch.stack(states)
+        h_n.append(h)
+        u = h_seq + u if u.shape[-1] == h_seq.shape[-1] else h_seq
+    return u, torch.stack(h_n)
+
+
+@pytest.mark.parametrize("D_in, L", [(D, 3), (H, 3), (D, 1)])
+def test_residual_backward_matches_autograd(D_in, L):
+    """rnnlib.residual's forward and hand-written backward equal autograd on the same residual stack, in float64."""
+    import torch
+
+    from rnnlib.residual import residual_backward, residual_forward
+
+    model = NumpyRNN(D_in, H, L, "tanh", seed=1)
+    x = np.random.default_rng(0).standard_normal((7, 3, D_in))
+    fwd = residual_forward(model, x)
+    assert fwd.skips == [D_in == H] + [True] * (L - 1)
+    G = np.random.default_rng(1).standard_normal(fwd.output.shape)
+    Gn = np.random.default_rng(2).standard_normal(fwd.h_n.shape)
+    back = residual_backward(fwd, G, Gn)
+    params = {k: torch.tensor(v, requires_grad=True) for k, v in model.params.items()}
+    xt = torch.tensor(x, requires_grad=True)
+    out, h_n = _torch_residual_stack(params, xt, L)
+    assert np.abs(out.detach().numpy() - fwd.output).max() < 1e-12
+    assert np.abs(h_n.detach().numpy() - fwd.h_n).max() < 1e-12
+    ((out * torch.from_numpy(G)).sum() + (h_n * torch.from_numpy(Gn)).sum()).backward()
+    assert list(back.grads) == list(params)
+    for k in params:
+        assert np.abs(back.grads[k] - params[k].grad.numpy()).max() < 1e-12, k
+    assert np.abs(back.d_input - xt.grad.numpy()).max() < 1e-12
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_residual_connections_stop_the_decay_with_depth(seed):
+    """Chapter 6: with skips the per-layer factor going down is sqrt(1 + q^2) > 1 (within 5%), plain < 0.7."""
+    from rnnlib.residual import residual_backward, residual_forward
+
+    x = np.random.default_rng(2 + seed).standard_normal((T, N, D))
+    G = np.zeros((T, N, H))
+    G[-1] = np.random.default_rng(3 + seed).standard_normal((N, H))
+    model = NumpyRNN(D, H, 6, "tanh", seed=seed)
+    _, _, caches = stack_forward(model, x)
+    plain = np.linalg.norm(stack_backward(caches, G).d_states[:, -1], axis=(1, 2))
+    fwd = residual_forward(model, x)
+    res = np.linalg.norm(residual_backward(fwd, G).d_states[:, -1], axis=(1, 2))
+    plain_factor = math.exp(-fit_log_slope(plain))
+    res_factor = math.exp(-fit_log_slope(res))
+    q = np.mean([np.sqrt(np.mean((1 - c[-1]["h"] ** 2) ** 2)) for c in fwd.caches[1:]]) / math.sqrt(3)
+    assert plain_factor < 0.7
+    assert 1 < res_factor < 1.3
+    assert abs(res_factor / math.sqrt(1 + q**2) - 1) < 0.05
+    assert res[0] > res[-1] > 0 and plain[0] < 0.2 * plain[-1]

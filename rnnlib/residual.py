@@ -1,0 +1,131 @@
+"""Residual (skip) connections between stacked layers, forward and backward, for measuring the gradient.
+
+In a plain stack layer ``l+1`` reads :math:`h_t^{(l)}` and hands up its own state. With a residual
+connection (Graves 2013; Wu et al. 2016, GNMT) what a layer hands up is its state **plus** what it
+read, whenever the two have the same width ``H``:
+
+.. math::
+
+    u_t^{(0)} = x_t, \\qquad
+    h_t^{(l)} = \\tanh\\big(W_{ih}^{(l)} u_t^{(l-1)} + b_{ih}^{(l)} + W_{hh}^{(l)} h_{t-1}^{(l)} + b_{hh}^{(l)}\\big),
+    \\qquad
+    u_t^{(l)} = h_t^{(l)} + u_t^{(l-1)} \\ \\text{(if the widths agree; else } u_t^{(l)} = h_t^{(l)}\\text{)}.
+
+The recurrence inside each layer is unchanged (it carries :math:`h^{(l)}`, not :math:`u^{(l)}`), and the
+stack's ``output`` is :math:`u^{(L)}`. Backward, the skip adds an identity path down the stack:
+
+.. math::
+
+    \\frac{\\partial\\mathcal L}{\\partial u_t^{(l-1)}}
+    = \\underbrace{\\frac{\\partial\\mathcal L}{\\partial u_t^{(l)}}}_{\\text{skip}}
+    + \\underbrace{\\delta_t^{(l)} W_{ih}^{(l)}}_{\\text{through layer } l},
+
+so one layer down no longer *multiplies* the gradient by :math:`\\operatorname{diag}(\\phi') W_{ih}`: it adds
+that product to the gradient itself.
+
+Shapes: ``T`` steps, ``N`` sequences, ``D`` input features, ``H`` hidden units, ``L`` layers;
+unidirectional, time-major, no dropout. The weights are a :class:`~rnnlib.NumpyRNN`'s.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, cast
+
+import numpy as np
+
+from .gradient_flow import _check_plain_stack
+from .numpy_rnn import NumpyRNN, rnn_cell_backward, rnn_cell_forward
+from .params import param_name
+
+__all__ = ["ResidualForward", "ResidualGradients", "residual_backward", "residual_forward"]
+
+Array = np.ndarray
+Cache = dict[str, Any]
+
+
+class ResidualForward(NamedTuple):
+    """What :func:`residual_forward` returns."""
+
+    output: Array  #: ``(T, N, H)``: :math:`u_t^{(L)}`, what the top layer hands up
+    h_n: Array  #: ``(L, N, H)``: each layer's last recurrent state :math:`h_T^{(l)}`
+    caches: list[list[Cache]]  #: ``caches[l][t]`` of :func:`~rnnlib.rnn_cell_forward`
+    skips: list[bool]  #: ``skips[l]``: layer ``l+1`` adds its input to its state
+
+
+class ResidualGradients(NamedTuple):
+    """What :func:`residual_backward` returns."""
+
+    d_input: Array  #: ``(T, N, D)``
+    grads: dict[str, Array]  #: keyed and ordered like ``NumpyRNN.params``
+    d_states: Array  #: ``(L, T, N, H)``: :math:`\\partial\\mathcal L/\\partial h_t^{(l)}`, all that reaches it
+    d_up: Array  #: ``(L, T, N, H)``: :math:`\\partial\\mathcal L/\\partial u_t^{(l)}`, what layer ``l`` hands up
+
+
+def residual_forward(model: NumpyRNN, x: Array, h0: Array | None = None) -> ResidualForward:
+    """The stack of ``model`` with residual connections wherever a layer's input has width ``H``.
+
+    Args:
+        model: supplies the weights, ``num_layers`` and ``nonlinearity`` (unidirectional,
+            time-major, no active dropout).
+        x: ``(T, N, D)``; h0: ``(L, N, H)`` or ``None`` (zeros).
+    """
+    _check_plain_stack(model)
+    T, N, _ = x.shape
+    L, H = model.num_layers, model.hidden_size
+    if h0 is None:
+        h0 = np.zeros((L, N, H), dtype=model.dtype)
+    caches: list[list[Cache]] = []
+    skips: list[bool] = []
+    h_n = np.empty((L, N, H), dtype=model.dtype)
+    below = x
+    for layer in range(L):
+        p = {kind: model.params.get(param_name(kind, layer)) for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        h, states, layer_caches = h0[layer], [], []
+        for t in range(T):
+            h, cache = rnn_cell_forward(below[t], h, cast(Array, p["weight_ih"]), cast(Array, p["weight_hh"]),
+                                        p["bias_ih"], p["bias_hh"], model.nonlinearity)
+            states.append(h)
+            layer_caches.append(cache)
+        h_n[layer] = h
+        caches.append(layer_caches)
+        skip = below.shape[-1] == H
+        skips.append(skip)
+        below = np.stack(states) + below if skip else np.stack(states)  # u^(l), (T, N, H)
+    return ResidualForward(below, h_n, caches, skips)
+
+
+def residual_backward(forward: ResidualForward, d_output: Array, d_h_n: Array | None = None) -> ResidualGradients:
+    """Backpropagation through time and down the residual stack.
+
+    Args:
+        forward: from :func:`residual_forward`.
+        d_output: ``(T, N, H)``, the gradient w.r.t. ``output`` (:math:`u^{(L)}`).
+        d_h_n: ``(L, N, H)`` w.r.t. ``h_n``, or ``None`` (zeros).
+    """
+    caches, skips = forward.caches, forward.skips
+    L, T = len(caches), len(caches[0])
+    N, H = d_output.shape[1], d_output.shape[2]
+    if d_h_n is None:
+        d_h_n = np.zeros((L, N, H), dtype=d_output.dtype)
+    grads: dict[str, Array] = {}
+    d_states = np.empty((L, T, N, H), dtype=d_output.dtype)
+    d_up = np.empty((L, T, N, H), dtype=d_output.dtype)
+    upstream = d_output  # dL/du^(l), (T, N, H)
+    for layer in range(L - 1, -1, -1):
+        d_up[layer] = upstream
+        dh_next, dx = d_h_n[layer], []
+        for t in range(T - 1, -1, -1):
+            dh = upstream[t] + dh_next  # u^(l) = h^(l) (+ u^(l-1)): dL/du^(l) reaches h^(l) unchanged
+            d_states[layer, t] = dh
+            step = rnn_cell_backward(dh, caches[layer][t])
+            for key, kind in (("dW_ih", "weight_ih"), ("dW_hh", "weight_hh"), ("db_ih", "bias_ih"),
+                              ("db_hh", "bias_hh")):
+                if step[key] is not None:
+                    name = param_name(kind, layer)
+                    grads[name] = grads[name] + step[key] if name in grads else step[key]
+            dh_next = step["dh_prev"]
+            dx.append(step["dx"])
+        through = np.stack(dx[::-1])  # (T, N, D_in): through W_ih
+        upstream = through + upstream if skips[layer] else through  # plus the identity path of the skip
+    order = [param_name(k, layer) for layer in range(L) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    return ResidualGradients(upstream, {k: grads[k] for k in order if k in grads}, d_states, d_up)
