@@ -16,6 +16,9 @@ Tolerances, and why:
   ``rho * E|phi'|`` is far off (> 25%) for relu, as the chapter says.
 * Depth: one layer down multiplies ``||dL/dh_T^(l)||`` by ``sqrt(E phi'^2) / sqrt(3)`` at PyTorch's
   default initialisation, within 5%.
+* PyTorch's default ``W_hh`` (uniform in +-1/sqrt(H)): its spectral radius is a statistic over
+  seeds, not one draw; the median lies within [1/sqrt(3) - 0.01, 1/sqrt(3) + 0.06], the 95th
+  percentile below 0.75, and the 5-95% band narrows with H (50 seeds per width, as in the chapter).
 * Residual connections (``rnnlib.residual``): the hand-written backward equals autograd to 1e-12
   (float64); with skips, one layer down multiplies the norm by ``sqrt(1 + q^2)`` (``q`` the plain
   factor's prediction in the residual stack's layers), within 5%, and so by more than 1, while the
@@ -183,9 +186,43 @@ def test_depth_factor_is_rms_derivative_over_sqrt3_at_default_init(nonlinearity)
     assert np.all(np.diff(last) > 0)  # every layer down gets less
 
 
-def test_default_init_spectral_radius_is_about_one_over_sqrt3() -> None:
-    radii = [spectral_radius(NumpyRNN(D, 256, 1, seed=s).params["weight_hh_l0"]) for s in range(3)]
-    assert all(abs(r - 1 / math.sqrt(3)) < 0.08 for r in radii)
+def _default_radii(hidden: int, seeds: range, numpy_rnn: bool = False) -> np.ndarray:
+    """Spectral radius of W_hh at PyTorch's default init (nn.RNN's own, or NumpyRNN's copy of it)."""
+    import torch
+    from torch import nn
+
+    radii = []
+    for s in seeds:
+        if numpy_rnn:
+            W = NumpyRNN(D, hidden, 1, seed=s).params["weight_hh_l0"]
+        else:
+            torch.manual_seed(s)
+            W = nn.RNN(D, hidden).weight_hh_l0.detach().double().numpy()
+        radii.append(spectral_radius(W))
+    return np.array(radii)
+
+
+@pytest.mark.parametrize("numpy_rnn", [False, True])
+def test_default_init_spectral_radius_is_about_one_over_sqrt3_as_a_statistic(numpy_rnn) -> None:
+    """The chapter's claim over 50 seeds per width, here on 50 other seeds (100-149) and on NumpyRNN too.
+
+    One draw is no evidence (nn.RNN's seed 1 at H = 32 gives 0.733): the median lies a little above
+    1/sqrt(3) (the chapter measured 0.600-0.607), 95% of draws stay below 0.75 (measured 0.688 at
+    H = 32), every draw below 0.9, and the 5-95% band at H = 256 is under half as wide as at H = 32.
+    """
+    spread = {}
+    for hidden in (32, 256):
+        r = _default_radii(hidden, range(100, 150), numpy_rnn)
+        lo, med, hi = np.quantile(r, [0.05, 0.5, 0.95])
+        spread[hidden] = hi - lo
+        assert 1 / math.sqrt(3) - 0.01 < med < 1 / math.sqrt(3) + 0.06
+        assert hi < 0.75 and r.max() < 0.9
+    assert spread[256] < 0.5 * spread[32]
+
+
+def test_one_default_draw_can_leave_the_old_band() -> None:
+    """Why the chapter no longer states +-0.08 for every draw: nn.RNN with seed 1, H = 32."""
+    assert abs(_default_radii(32, range(1, 2))[0] - 1 / math.sqrt(3)) > 0.08
 
 
 def test_fit_log_slope_recovers_an_exponential() -> None:
