@@ -6,6 +6,9 @@
 * ``rnnlib.tbptt``: one chunk is full BPTT (1e-12); k chunks equal PyTorch's ``h.detach()``
   idiom (1e-12); with a loss on the last step, every input outside the last chunk gets exactly
   zero gradient while inside it TBPTT equals full BPTT; the share truncation discards grows with rho.
+  TBPTT(k1, k2) (Williams & Peng) and randomized truncation (d2l 9.7) equal torch implementations with
+  ``.detach()`` to 1e-12 in float64; k1 == k2 is the chunks; the reach matrices the chapter draws are
+  where (and, randomized, with what weight) a single loss sends gradient.
 * ``rnnlib.init``: IRNN and ``set_recurrent_weights`` give what they promise.
 * The chapter's training demonstration, as medians over networks: with lr 0.3, the first unclipped
   step saturates most states, and clipping at 1 ends at less than half the unclipped loss.
@@ -23,7 +26,20 @@ from torch import nn
 from rnnlib import NumpyRNN
 from rnnlib.clipping import clip_grad_norm, total_grad_norm
 from rnnlib.init import irnn_init, set_recurrent_weights, spectral_radius
-from rnnlib.tbptt import chunk_bounds, torch_truncated_bptt_gradients, truncated_bptt_gradients
+from rnnlib.tbptt import (
+    chunk_bounds,
+    k1k2_windows,
+    plot_gradient_reach,
+    randomized_tbptt_gradients,
+    randomized_truncation_factors,
+    reach_from_factors,
+    reach_k1k2,
+    tbptt_k1k2_gradients,
+    torch_randomized_tbptt_gradients,
+    torch_tbptt_k1k2_gradients,
+    torch_truncated_bptt_gradients,
+    truncated_bptt_gradients,
+)
 
 T, N, D, H = 24, 3, 4, 6
 
@@ -217,3 +233,126 @@ def test_clipping_rescues_sgd_at_a_large_learning_rate() -> None:
     end_clipped = np.median([loss[-10:].mean() for loss, _ in clipped])
     end_unclipped = np.median([loss[-10:].mean() for loss, _ in unclipped])
     assert end_clipped < 0.5 * start and end_clipped < 0.5 * end_unclipped
+
+
+# --------------------------------------------------------------------------------------
+# TBPTT(k1, k2) and randomized truncation
+# --------------------------------------------------------------------------------------
+
+
+def test_k1k2_windows_every_k1_steps_back_k2() -> None:
+    assert k1k2_windows(10, 4, 4) == [(0, 0, 4), (4, 4, 8), (8, 8, 10)]  # the chunks
+    assert k1k2_windows(10, 3, 5) == [(0, 0, 3), (1, 3, 6), (4, 6, 9), (7, 9, 10)]
+    assert k1k2_windows(10, 10, 12) == [(0, 0, 10)]
+    for bad in ((0, 3), (4, 3)):
+        with pytest.raises(ValueError):
+            k1k2_windows(10, *bad)
+
+
+@pytest.mark.parametrize("k1,k2", [(1, 1), (5, 5), (5, 10), (3, 7), (1, 4), (7, 30)])
+@pytest.mark.parametrize("L", [1, 2])
+def test_tbptt_k1k2_equals_torch_with_detach(k1, k2, L) -> None:
+    rnn, model, x, G, G_n, h0 = setup_stack(L)
+    r = tbptt_k1k2_gradients(model, x, G, k1, k2, h0=h0, d_h_n=G_n)
+    tg, tdx = torch_tbptt_k1k2_gradients(rnn, torch.from_numpy(x), torch.from_numpy(G), k1, k2,
+                                         h0=torch.from_numpy(h0), d_h_n=torch.from_numpy(G_n))
+    assert max(np.abs(r.grads[k] - tg[k]).max() for k in tg) < 1e-12
+    assert np.abs(r.d_input - tdx).max() < 1e-12
+
+
+@pytest.mark.parametrize("k", [1, 5, 8, 24, 30])
+def test_tbptt_k1k2_with_k1_equal_k2_is_the_chunks(k) -> None:
+    _, model, x, G, G_n, h0 = setup_stack(2)
+    r = tbptt_k1k2_gradients(model, x, G, k, k, h0=h0, d_h_n=G_n)
+    c = truncated_bptt_gradients(model, x, G, k, h0=h0, d_h_n=G_n)
+    assert max(np.abs(r.grads[n] - c.grads[n]).max() for n in c.grads) < 1e-12
+    assert np.abs(r.d_input - c.d_input).max() < 1e-12 and np.abs(r.d_h0 - c.d_h0).max() < 1e-12
+    assert r.dropped.shape == c.dropped.shape
+
+
+@pytest.mark.parametrize("keep_prob", [0.5, 0.8, 1.0])
+@pytest.mark.parametrize("reweight", [True, False])
+@pytest.mark.parametrize("L", [1, 2])
+def test_randomized_truncation_equals_torch_with_detach(keep_prob, reweight, L) -> None:
+    rnn, model, x, G, G_n, h0 = setup_stack(L)
+    factors = randomized_truncation_factors(T, keep_prob, np.random.default_rng(7), reweight)
+    r = randomized_tbptt_gradients(model, x, G, factors, h0=h0, d_h_n=G_n)
+    tg, tdx = torch_randomized_tbptt_gradients(rnn, torch.from_numpy(x), torch.from_numpy(G), factors,
+                                               h0=torch.from_numpy(h0), d_h_n=torch.from_numpy(G_n))
+    assert max(np.abs(r.grads[k] - tg[k]).max() for k in tg) < 1e-12
+    assert np.abs(r.d_input - tdx).max() < 1e-12
+    assert r.dropped.shape == (int(np.sum(factors == 0)), L, N, H)
+
+
+def test_randomized_truncation_with_every_factor_one_is_full_bptt_and_with_periodic_cuts_the_chunks() -> None:
+    _, model, x, G, G_n, h0 = setup_stack(2)
+    model.forward(x, h0)
+    d_x, d_h0 = model.backward(G, G_n)
+    full = {k: v.copy() for k, v in model.grads.items()}
+    r = randomized_tbptt_gradients(model, x, G, np.ones(T - 1), h0=h0, d_h_n=G_n)
+    assert max(np.abs(r.grads[k] - full[k]).max() for k in full) < 1e-12
+    assert np.abs(r.d_input - d_x).max() < 1e-12 and np.abs(r.d_h0 - d_h0).max() < 1e-12
+    factors = np.ones(T - 1)
+    factors[4::5] = 0.0  # cut before steps 5, 10, 15, 20
+    r = randomized_tbptt_gradients(model, x, G, factors, h0=h0, d_h_n=G_n)
+    c = truncated_bptt_gradients(model, x, G, 5, h0=h0, d_h_n=G_n)
+    assert max(np.abs(r.grads[k] - c.grads[k]).max() for k in c.grads) < 1e-12
+    assert np.abs(r.d_input - c.d_input).max() < 1e-12 and np.abs(r.dropped - c.dropped).max() < 1e-12
+
+
+def test_randomized_truncation_factors_keep_with_the_given_probability() -> None:
+    f = randomized_truncation_factors(100_001, 0.9, np.random.default_rng(0))
+    assert set(np.unique(f)) == {0.0, 1 / 0.9}
+    assert abs(np.mean(f > 0) - 0.9) < 0.005 and abs(f.mean() - 1) < 0.006  # each factor: expectation 1
+    assert set(np.unique(randomized_truncation_factors(50, 0.9, np.random.default_rng(0), False))) == {0.0, 1.0}
+    with pytest.raises(ValueError):
+        randomized_truncation_factors(10, 0.0, np.random.default_rng(0))
+
+
+def _one_loss(G: np.ndarray, s: int) -> np.ndarray:
+    G_s = np.zeros_like(G)
+    G_s[s] = G[s]
+    return G_s
+
+
+@pytest.mark.parametrize("k1,k2", [(5, 5), (5, 10), (3, 7), (24, 24)])
+def test_reach_k1k2_is_where_the_loss_at_s_sends_gradient(k1, k2) -> None:
+    """reach[s, t] > 0 exactly where a loss at step s alone gives step t's input a gradient."""
+    _, model, x, G, _, _ = setup_stack(2)
+    reach = reach_k1k2(T, k1, k2)
+    for s in range(T):
+        d_x = tbptt_k1k2_gradients(model, x, _one_loss(G, s), k1, k2).d_input
+        assert np.array_equal(np.abs(d_x).max(axis=(1, 2)) > 0, reach[s] > 0), s
+    assert np.array_equal(reach_k1k2(T, T, T), np.tril(np.ones((T, T))))  # full BPTT
+    lengths = reach.sum(axis=1)  # steps each loss reaches, itself included
+    assert all(lengths[s] >= k2 - k1 + 1 for s in range(k2 - k1, T))  # once the start is far enough
+    first = k1 * -(-(k2 - k1) // k1)  # the first pass that starts at least k2 - k1 steps in
+    assert all(lengths[s] == k2 - k1 + 1 for s in range(first, T, k1))  # each pass's oldest loss
+    assert lengths.max() == min(k2, T)
+
+
+def test_reach_from_factors_is_the_weight_of_the_path_relative_to_full_bptt() -> None:
+    _, model, x, G, _, _ = setup_stack(2)
+    factors = randomized_truncation_factors(T, 0.8, np.random.default_rng(3))
+    reach = reach_from_factors(factors)
+    model.forward(x)
+    for s in range(T):
+        d_full, _ = model.backward(_one_loss(G, s))
+        d_x = randomized_tbptt_gradients(model, x, _one_loss(G, s), factors).d_input
+        assert np.abs(d_x - reach[s][:, None, None] * d_full).max() < 1e-12 * max(1.0, np.abs(d_full).max())
+    assert np.array_equal(reach_from_factors(np.ones(T - 1)), np.tril(np.ones((T, T))))
+    periodic = np.ones(T - 1)
+    periodic[4::5] = 0.0
+    assert np.array_equal(reach_from_factors(periodic), reach_k1k2(T, 5, 5))
+
+
+def test_plot_gradient_reach_draws_each_scheme() -> None:
+    import matplotlib.pyplot as plt
+
+    panels = {"chunks": reach_k1k2(T, 5, 5), "k1k2": reach_k1k2(T, 5, 10),
+              "random": reach_from_factors(randomized_truncation_factors(T, 0.8, np.random.default_rng(0)))}
+    fig = plot_gradient_reach(panels)
+    assert len(fig.axes) == 3
+    for ax, reach in zip(fig.axes, panels.values()):
+        assert np.array_equal(np.asarray(ax.images[0].get_array()), (reach > 0).astype(float))
+    plt.close(fig)
