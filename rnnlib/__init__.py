@@ -10,10 +10,12 @@ Around them, one concept per module: :mod:`~rnnlib.examples` (the article's work
 example), :mod:`~rnnlib.shapes`, :mod:`~rnnlib.dataflow` and :mod:`~rnnlib.diagrams`
 (computation orders and the unrolled grid), the figures :mod:`~rnnlib.memory_layout`,
 :mod:`~rnnlib.gradient_diagram`, :mod:`~rnnlib.bidirectional_diagram` and
-:mod:`~rnnlib.packing_diagram`, :mod:`~rnnlib.gradient_flow`, :mod:`~rnnlib.residual`,
+:mod:`~rnnlib.packing_diagram`, :mod:`~rnnlib.sequence_model` (embedding, read-out and masked
+per-step loss around a stack), :mod:`~rnnlib.gradient_flow`, :mod:`~rnnlib.residual`,
 :mod:`~rnnlib.clipping`, :mod:`~rnnlib.tbptt`, :mod:`~rnnlib.init` and
 :mod:`~rnnlib.mistakes` (training signals), :mod:`~rnnlib.optim`, :mod:`~rnnlib.data`,
-:mod:`~rnnlib.models` and :mod:`~rnnlib.train` (training on real tasks), and
+:mod:`~rnnlib.models` and :mod:`~rnnlib.train` (training on real tasks), :mod:`~rnnlib.study`
+(the depth study's protocol and statistics), and
 :mod:`~rnnlib.checks` (diagnostic feedback for the coursework).
 """
 
