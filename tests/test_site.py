@@ -13,7 +13,9 @@ What is checked
   page of ``_toc.yml``: one ``<h1>``, which the tab title repeats; MathJax has
   typeset every equation (each ``.math`` element holds an ``mjx-container``, no
   ``mjx-merror``, no raw TeX such as ``$$`` or ``\\(`` left in the prose); every
-  ``<img>`` in the article loaded (``naturalWidth > 0``); all text in the
+  ``<img>`` in the article loaded (``naturalWidth > 0``) and has an alt text
+  that is neither empty nor a file name or path (``.png``, ``.svg``, ``.jpg``,
+  ``_images/``: myst-nb's default); all text in the
   article has a WCAG AA contrast ratio (>= 4.5) in the light *and* the dark
   theme, and every figure stays readable in the dark theme (light background,
   dark ink); notebook pages carry Binder/Colab/download buttons that point at
@@ -359,9 +361,26 @@ JS_IMAGES = """async () => {
   const settle = Promise.all(imgs.map(i => (i.complete ? null : new Promise(r => {
       i.addEventListener('load', r); i.addEventListener('error', r); }))));
   await Promise.race([settle, new Promise(r => setTimeout(r, 10000))]);
-  return imgs.map(i => ({src: i.getAttribute('src'), width: i.naturalWidth,
+  return imgs.map(i => ({src: i.getAttribute('src'), alt: i.getAttribute('alt'), width: i.naturalWidth,
                          visible: i.getClientRects().length > 0 && getComputedStyle(i).visibility !== 'hidden'}));
 }"""
+
+# An alt text that is a file name or path (myst-nb's default for a figure without
+# `"image": {"alt": ...}` in its cell metadata is the image's own path) tells a
+# screen-reader user nothing; neither does an empty one.
+ALT_IS_A_FILE = re.compile(r"\.(png|svg|jpe?g|gif|webp)$|_images/", re.IGNORECASE)
+
+
+def _alt_text_problem(image: dict) -> str | None:
+    """Why an article image's alt text is useless to a screen reader, or None if it is not."""
+    alt = (image.get("alt") or "").strip()
+    if not alt:
+        return f"image without alt text: {image['src']}"
+    if ALT_IS_A_FILE.search(alt):
+        return (f"image whose alt text is a file name, {alt!r}: give its cell "
+                f'"mystnb": {{"image": {{"alt": "..."}}}} metadata describing the figure')
+    return None
+
 
 # WCAG contrast of every visible text node in the article against the colour
 # actually behind it (backgrounds composited up the ancestor chain).
@@ -486,6 +505,7 @@ def test_page_reads_right(reader: Reader, page: TocPage) -> None:
 
     images = reader.page.evaluate(JS_IMAGES)
     problems += [f"image did not load: {i['src']}" for i in images if i["width"] == 0]
+    problems += [p for p in map(_alt_text_problem, images) if p]
 
     problems += _check_contrast(reader, "light")
     reader.set_theme("dark")
