@@ -40,6 +40,56 @@ def _check_plain_stack(model: NumpyRNN) -> None:
 # --------------------------------------------------------------------------------------
 
 
+_GRAD_KEYS = {"dW_ih": "weight_ih", "dW_hh": "weight_hh", "db_ih": "bias_ih", "db_hh": "bias_hh"}
+
+
+def layer_forward_steps(model: NumpyRNN, layer: int, layer_input: Array, h_start: Array
+                        ) -> tuple[Array, Array, list[Cache]]:
+    """One layer of the stack, step by step with :func:`rnn_cell_forward` (keeping every cache).
+
+    Args:
+        layer_input: ``(T, N, D_in)``; h_start: ``(N, H)``, the layer's initial state.
+
+    Returns:
+        The layer's states ``(T, N, H)``, its last state ``(N, H)`` and the ``T`` caches.
+    """
+    p = {kind: model.params.get(param_name(kind, layer)) for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    h, states, caches = h_start, [], []
+    for t in range(layer_input.shape[0]):
+        h, cache = rnn_cell_forward(layer_input[t], h, cast(Array, p["weight_ih"]), cast(Array, p["weight_hh"]),
+                                    p["bias_ih"], p["bias_hh"], model.nonlinearity)
+        states.append(h)
+        caches.append(cache)
+    return np.stack(states), h, caches
+
+
+def layer_backward_steps(layer: int, caches: list[Cache], upstream: Array, dh_last: Array,
+                         grads: dict[str, Array], d_states: Array) -> tuple[Array, Array]:
+    """One layer swept backward in time with :func:`rnn_cell_backward`.
+
+    Args:
+        caches: the layer's ``T`` caches; upstream: ``(T, N, H)``, dL/d(the layer's states)
+            from above; dh_last: ``(N, H)``, dL/dh_T from ``h_n``.
+        grads: the weight gradients, summed over steps into it (keyed like ``NumpyRNN.params``).
+        d_states: ``(T, N, H)``, filled with everything that reaches the state at each step.
+
+    Returns:
+        ``dx (T, N, D_in)``, the gradient w.r.t. the layer's input, and ``dh0 (N, H)``.
+    """
+    dh_next, dx = dh_last, []
+    for t in range(len(caches) - 1, -1, -1):
+        dh = upstream[t] + dh_next  # the two ways h_t reaches the loss
+        d_states[t] = dh
+        step = rnn_cell_backward(dh, caches[t])
+        for key, kind in _GRAD_KEYS.items():  # the same weights act at every step: sum over t
+            if step[key] is not None:
+                name = param_name(kind, layer)
+                grads[name] = grads[name] + step[key] if name in grads else step[key]
+        dh_next = step["dh_prev"]
+        dx.append(step["dx"])
+    return np.stack(dx[::-1]), dh_next
+
+
 def stack_forward(model: NumpyRNN, x: Array, h0: Array | None = None) -> tuple[Array, Array, list[list[Cache]]]:
     """The stack's forward pass as a double loop (layers outside, steps inside) of cells.
 
@@ -60,20 +110,11 @@ def stack_forward(model: NumpyRNN, x: Array, h0: Array | None = None) -> tuple[A
     h_n = np.empty((L, N, H), dtype=model.dtype)
     layer_input = x
     for layer in range(L):
-        p = {kind: model.params.get(param_name(kind, layer)) for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
-        h, outs, layer_caches = h0[layer], [], []
-        for t in range(T):
-            h, cache = rnn_cell_forward(layer_input[t], h, cast(Array, p["weight_ih"]), cast(Array, p["weight_hh"]),
-                                        p["bias_ih"], p["bias_hh"], model.nonlinearity)
-            outs.append(h)
-            layer_caches.append(cache)
-        h_n[layer] = h
-        caches.append(layer_caches)
-        layer_input = np.stack(outs)  # (T, N, H): the next layer's input
+        layer_input, h_n[layer], layer_caches = layer_forward_steps(model, layer, layer_input, h0[layer])
+        caches.append(layer_caches)  # layer_input is now this layer's states: the next layer's input
     return layer_input, h_n, caches
 
 
-_GRAD_KEYS = {"dW_ih": "weight_ih", "dW_hh": "weight_hh", "db_ih": "bias_ih", "db_hh": "bias_hh"}
 
 
 class StackGradients(NamedTuple):
@@ -105,20 +146,9 @@ def stack_backward(caches: list[list[Cache]], d_output: Array, d_h_n: Array | No
     d_states = np.empty((L, T, N, H), dtype=d_output.dtype)
     upstream = d_output  # (T, N, H): dL/d(this layer's output), from above (or from the loss)
     for layer in range(L - 1, -1, -1):
-        dh_next = d_h_n[layer]  # what the step after t sends back; at t = T-1, dL/dh_n
-        dx = []
-        for t in range(T - 1, -1, -1):
-            dh = upstream[t] + dh_next  # the two ways h_t reaches the loss
-            d_states[layer, t] = dh
-            step = rnn_cell_backward(dh, caches[layer][t])
-            for key, kind in _GRAD_KEYS.items():  # the same weights act at every step: sum over t
-                if step[key] is not None:
-                    name = param_name(kind, layer)
-                    grads[name] = grads[name] + step[key] if name in grads else step[key]
-            dh_next = step["dh_prev"]
-            dx.append(step["dx"])
-        d_h0[layer] = dh_next
-        upstream = np.stack(dx[::-1])  # (T, N, D_in): the layer below's d output
+        # at t = T-1 the step after sends back dL/dh_n; the layer's dx is the layer below's d output
+        upstream, d_h0[layer] = layer_backward_steps(layer, caches[layer], upstream, d_h_n[layer], grads,
+                                                     d_states[layer])
     order = [param_name(k, layer) for layer in range(L) for k in _GRAD_KEYS.values()]
     return StackGradients(upstream, d_h0, {k: grads[k] for k in order if k in grads}, d_states)
 

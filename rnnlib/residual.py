@@ -29,12 +29,12 @@ unidirectional, time-major, no dropout. The weights are a :class:`~rnnlib.NumpyR
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from .gradient_flow import _check_plain_stack
-from .numpy_rnn import NumpyRNN, rnn_cell_backward, rnn_cell_forward
+from .gradient_flow import _check_plain_stack, layer_backward_steps, layer_forward_steps
+from .numpy_rnn import NumpyRNN
 from .params import param_name
 
 __all__ = ["ResidualForward", "ResidualGradients", "residual_backward", "residual_forward"]
@@ -79,18 +79,11 @@ def residual_forward(model: NumpyRNN, x: Array, h0: Array | None = None) -> Resi
     h_n = np.empty((L, N, H), dtype=model.dtype)
     below = x
     for layer in range(L):
-        p = {kind: model.params.get(param_name(kind, layer)) for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
-        h, states, layer_caches = h0[layer], [], []
-        for t in range(T):
-            h, cache = rnn_cell_forward(below[t], h, cast(Array, p["weight_ih"]), cast(Array, p["weight_hh"]),
-                                        p["bias_ih"], p["bias_hh"], model.nonlinearity)
-            states.append(h)
-            layer_caches.append(cache)
-        h_n[layer] = h
+        states, h_n[layer], layer_caches = layer_forward_steps(model, layer, below, h0[layer])
         caches.append(layer_caches)
         skip = below.shape[-1] == H
         skips.append(skip)
-        below = np.stack(states) + below if skip else np.stack(states)  # u^(l), (T, N, H)
+        below = states + below if skip else states  # u^(l), (T, N, H)
     return ResidualForward(below, h_n, caches, skips)
 
 
@@ -113,19 +106,8 @@ def residual_backward(forward: ResidualForward, d_output: Array, d_h_n: Array | 
     upstream = d_output  # dL/du^(l), (T, N, H)
     for layer in range(L - 1, -1, -1):
         d_up[layer] = upstream
-        dh_next, dx = d_h_n[layer], []
-        for t in range(T - 1, -1, -1):
-            dh = upstream[t] + dh_next  # u^(l) = h^(l) (+ u^(l-1)): dL/du^(l) reaches h^(l) unchanged
-            d_states[layer, t] = dh
-            step = rnn_cell_backward(dh, caches[layer][t])
-            for key, kind in (("dW_ih", "weight_ih"), ("dW_hh", "weight_hh"), ("db_ih", "bias_ih"),
-                              ("db_hh", "bias_hh")):
-                if step[key] is not None:
-                    name = param_name(kind, layer)
-                    grads[name] = grads[name] + step[key] if name in grads else step[key]
-            dh_next = step["dh_prev"]
-            dx.append(step["dx"])
-        through = np.stack(dx[::-1])  # (T, N, D_in): through W_ih
+        # u^(l) = h^(l) (+ u^(l-1)): dL/du^(l) reaches h^(l) unchanged
+        through, _ = layer_backward_steps(layer, caches[layer], upstream, d_h_n[layer], grads, d_states[layer])
         upstream = through + upstream if skips[layer] else through  # plus the identity path of the skip
     order = [param_name(k, layer) for layer in range(L) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
     return ResidualGradients(upstream, {k: grads[k] for k in order if k in grads}, d_states, d_up)
