@@ -33,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
+from rnnlib.study import run_key  # noqa: E402
+
 DEFAULT_OUT = ROOT / "experiments" / "results" / "depth_study.json"
 
 # Depth at the same width (H = 32 / 96 at every depth) and at a matched parameter count
@@ -58,10 +60,6 @@ def jobs(tasks: list[str], quick: bool) -> list[dict]:
                             settings=settings))
     # longest first, so the pool does not end on one long job
     return sorted(out, key=lambda j: -(j["num_layers"] * j["hidden_size"] ** 2 * (3 if j["task"] == "lm" else 1)))
-
-
-def key(job: dict) -> tuple:
-    return (job["task"], job["nonlinearity"], job["num_layers"], job["hidden_size"], job["lr"], job["seed"])
 
 
 def run(job: dict) -> dict:
@@ -114,15 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     if partial.exists():
         for line in partial.read_text().splitlines():
             record = json.loads(line)
-            done[key(record)] = record
-    todo = [j for j in todo if key(j) not in done]
+            done[run_key(record)] = record
+    todo = [j for j in todo if run_key(j) not in done]
     print(f"{len(done)} runs done before, {len(todo)} to run on {args.workers} workers", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with partial.open("a") as log, ProcessPoolExecutor(args.workers) as pool:
         futures = [pool.submit(run, j) for j in todo]
         for i, future in enumerate(as_completed(futures), 1):
             record = future.result()
-            done[key(record)] = record
+            done[run_key(record)] = record
             log.write(json.dumps(record) + "\n")
             log.flush()
             print(f"[{i}/{len(todo)}] {record['task']} {record['nonlinearity']} L={record['num_layers']} "
@@ -133,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                      "lm": {**LM["settings"], "lrs": LM["lrs"], "arms": LM["arms"]},
                      "nonlinearities": list(NONLINEARITIES), "seeds": list(SEEDS), "quick": args.quick},
         "environment": environment(),
-        "runs": sorted(done.values(), key=key),
+        "runs": sorted(done.values(), key=run_key),
     }
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(study, indent=1) + "\n")

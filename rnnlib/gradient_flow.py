@@ -43,6 +43,14 @@ def _check_plain_stack(model: NumpyRNN) -> None:
 _GRAD_KEYS = {"dW_ih": "weight_ih", "dW_hh": "weight_hh", "db_ih": "bias_ih", "db_hh": "bias_hh"}
 
 
+def initial_states(model: NumpyRNN, x: Array, h0: Array | None) -> Array:
+    """Check that ``model`` is a plain stack and return ``h0`` ``(L, N, H)``, zeros if ``None``."""
+    _check_plain_stack(model)
+    if h0 is None:
+        h0 = np.zeros((model.num_layers, x.shape[1], model.hidden_size), dtype=model.dtype)
+    return h0
+
+
 def layer_forward_steps(model: NumpyRNN, layer: int, layer_input: Array, h_start: Array
                         ) -> tuple[Array, Array, list[Cache]]:
     """One layer of the stack, step by step with :func:`rnn_cell_forward` (keeping every cache).
@@ -101,15 +109,11 @@ def stack_forward(model: NumpyRNN, x: Array, h0: Array | None = None) -> tuple[A
         ``output (T, N, H)`` (the top layer's states), ``h_n (L, N, H)`` and
         ``caches[l][t]``, the cache of :func:`rnn_cell_forward` for layer ``l`` at step ``t``.
     """
-    _check_plain_stack(model)
-    T, N, _ = x.shape
-    L, H = model.num_layers, model.hidden_size
-    if h0 is None:
-        h0 = np.zeros((L, N, H), dtype=model.dtype)
+    h0 = initial_states(model, x, h0)
     caches: list[list[Cache]] = []
-    h_n = np.empty((L, N, H), dtype=model.dtype)
+    h_n = np.empty_like(h0)
     layer_input = x
-    for layer in range(L):
+    for layer in range(model.num_layers):
         layer_input, h_n[layer], layer_caches = layer_forward_steps(model, layer, layer_input, h0[layer])
         caches.append(layer_caches)  # layer_input is now this layer's states: the next layer's input
     return layer_input, h_n, caches

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .gradient_flow import _check_plain_stack, layer_backward_steps, layer_forward_steps
+from .gradient_flow import initial_states, layer_backward_steps, layer_forward_steps
 from .numpy_rnn import NumpyRNN
 from .params import param_name
 
@@ -69,14 +69,11 @@ def residual_forward(model: NumpyRNN, x: Array, h0: Array | None = None) -> Resi
             time-major, no active dropout).
         x: ``(T, N, D)``; h0: ``(L, N, H)`` or ``None`` (zeros).
     """
-    _check_plain_stack(model)
-    T, N, _ = x.shape
+    h0 = initial_states(model, x, h0)
     L, H = model.num_layers, model.hidden_size
-    if h0 is None:
-        h0 = np.zeros((L, N, H), dtype=model.dtype)
     caches: list[list[Cache]] = []
     skips: list[bool] = []
-    h_n = np.empty((L, N, H), dtype=model.dtype)
+    h_n = np.empty_like(h0)
     below = x
     for layer in range(L):
         states, h_n[layer], layer_caches = layer_forward_steps(model, layer, below, h0[layer])

@@ -139,6 +139,11 @@ def _block_means(values: np.ndarray, block: int) -> list[float]:
 # --------------------------------------------------------------------------------------
 
 
+def run_key(run: Run) -> tuple[Any, ...]:
+    """What identifies a run of the study: task, nonlinearity, depth, width, learning rate, seed."""
+    return (run["task"], run["nonlinearity"], run["num_layers"], run["hidden_size"], run["lr"], run["seed"])
+
+
 def arm_of(run: Run) -> Arm:
     return Arm(run["task"], run["nonlinearity"], run["num_layers"], run["hidden_size"])
 
@@ -188,10 +193,8 @@ def load_study(path: Any) -> dict[str, Any]:
     import json
     from pathlib import Path
 
-    study = json.loads(Path(path).read_text())
-    for run in study["runs"]:  # JSON has no inf: the script writes it as Infinity, which json reads back
-        run["val"], run["test"] = float(run["val"]), float(run["test"])
-    return study
+    # a diverged run scores inf, which json writes as Infinity and reads back as float("inf")
+    return json.loads(Path(path).read_text())
 
 
 def arms_of(runs: Sequence[Run], task: str) -> list[Arm]:
@@ -310,11 +313,8 @@ def compare_studies(runs_a: Sequence[Run], runs_b: Sequence[Run]) -> dict[str, A
         and ``arms``: for every arm, its learning rate and its median (and solved count,
         adding problem) in each study.
     """
-    def key(r: Run) -> tuple[Any, ...]:
-        return (r["task"], r["nonlinearity"], r["num_layers"], r["hidden_size"], r["lr"], r["seed"])
-
-    b_by_key = {key(r): r for r in runs_b}
-    pairs = [(r, b_by_key[key(r)]) for r in runs_a]
+    b_by_key = {run_key(r): r for r in runs_b}
+    pairs = [(r, b_by_key[run_key(r)]) for r in runs_a]
     if len(pairs) != len(runs_b):
         raise ValueError(f"the studies hold different runs: {len(runs_a)} and {len(runs_b)}")
     changed = sum(a["test"] != b["test"] for a, b in pairs)

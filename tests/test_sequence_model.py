@@ -119,12 +119,19 @@ def test_masked_loss_equals_cross_entropy_with_ignore_index_and_with_a_masked_me
     assert abs(loss - ignore) < 1e-12 and abs(loss - masked_mean) < 1e-12
 
 
-def test_finite_differences_agree_with_the_embedding_gradient_through_the_whole_model():
+@pytest.fixture(scope="module")
+def embedding_gradients():
+    """The chapter's batch and model: the embedding gradient by backprop and by finite differences."""
     ids, targets, mask = chapter_batch()
     emb, rnn, lin = article_model()
     W_emb, nrnn, W_ho, b_ho = numpy_args(emb, rnn, lin)
     _, grads = sequence_loss(ids, targets, mask, W_emb, nrnn, W_ho, b_ho)
     num = numerical_gradient(lambda: sequence_loss(ids, targets, mask, W_emb, nrnn, W_ho, b_ho)[0], W_emb)
+    return ids, (W_emb, nrnn, W_ho, b_ho), {k: v.copy() for k, v in grads.items()}, num
+
+
+def test_finite_differences_agree_with_the_embedding_gradient_through_the_whole_model(embedding_gradients):
+    _, _, grads, num = embedding_gradients
     assert rel_error(grads["embedding.weight"], num) <= 1e-6
 
 
@@ -204,12 +211,9 @@ def test_repeated_ids_accumulate():
     assert np.abs(wrong[1] - dW[1]).max() > 0.1
 
 
-def test_repeated_bos_row_gets_both_sentences_gradients_and_fd_catches_the_overwrite():
-    ids, targets, mask = chapter_batch()
-    emb, rnn, lin = article_model()
-    W_emb, nrnn, W_ho, b_ho = numpy_args(emb, rnn, lin)
-    _, grads = sequence_loss(ids, targets, mask, W_emb, nrnn, W_ho, b_ho)
-    num = numerical_gradient(lambda: sequence_loss(ids, targets, mask, W_emb, nrnn, W_ho, b_ho)[0], W_emb)
+def test_repeated_bos_row_gets_both_sentences_gradients_and_fd_catches_the_overwrite(embedding_gradients):
+    ids, (W_emb, nrnn, W_ho, b_ho), grads, num = embedding_gradients
+    _, targets, mask = chapter_batch()
     x, _ = word_embedding_forward(ids, W_emb)
     scores, affine_cache = temporal_affine_forward(nrnn.forward(x)[0], W_ho, b_ho)
     _, dscores = temporal_softmax_loss(scores, targets, mask)
