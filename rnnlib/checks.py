@@ -53,6 +53,7 @@ import importlib
 import math
 import traceback
 import types
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -485,7 +486,8 @@ class Outcome:
 
     parts: dict[str, Array] | None = None
     problem: str | None = None
-    kind: str = "ok"  # ok | not_implemented | off_limits | exception | unpack | mutated
+    kind: str = "ok"  # ok | not_implemented | off_limits | exception | unpack | mutated | not_callable
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -633,6 +635,35 @@ def _mutated_arg(args: tuple, after: tuple, arg_names: tuple[str, ...]) -> str |
 
 
 def _run(task: Task, fn: Callable, probe: Probe, arg_names: tuple[str, ...]) -> Outcome:
+    if _SESSION is not None:  # planning or judging across the trust boundary: fn is not called here
+        return _SESSION.outcome(probe)
+    outcome = _call(task, fn, probe, arg_names)
+    return outcome
+
+
+def _caught(caught: list[warnings.WarningMessage]) -> list[str]:
+    seen: list[str] = []
+    for w in caught:
+        text = f"{w.category.__name__}: {_first_line(str(w.message))}"
+        if text not in seen:
+            seen.append(text)
+    return seen[:5]
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _call(task: Task, fn: Callable, probe: Probe, arg_names: tuple[str, ...]) -> Outcome:
+    """Call the learner's function on one probe and describe what came back (warnings caught and kept)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outcome = _call_inner(task, fn, probe, arg_names)
+    outcome.warnings = _caught(caught)
+    return outcome
+
+
+def _call_inner(task: Task, fn: Callable, probe: Probe, arg_names: tuple[str, ...]) -> Outcome:
     call_args = _copy_args(probe.args)
     try:
         with _off_limits(task.forbid) as calls:
@@ -804,14 +835,17 @@ def _explain_wrong(task: Task, probes: list[Probe], outcomes: list[Outcome], i: 
 
 
 def _diagnose(task: Task, fn: Any, probes: list[Probe], arg_names: tuple[str, ...]) -> str | None:
+    if _SESSION is not None and _SESSION.mode == "plan":
+        _SESSION.planned(task, probes, arg_names)
     if not callable(fn):
         return f"`{task.name}` should be a function, got {type(fn).__name__}: did you overwrite its name?"
     outcomes: list[Outcome] = []
     for probe in probes:
         o = _run(task, fn, probe, arg_names)
-        if o.kind in ("not_implemented", "off_limits", "mutated"):
+        if o.kind in ("not_implemented", "off_limits", "mutated", "not_callable"):
             return o.problem
         outcomes.append(o)
+    _note_warnings(task.name, [w for o in outcomes for w in o.warnings])
     for i, (probe, o) in enumerate(zip(probes, outcomes)):
         if o.kind == "exception":
             # Does another probe explain the error? A D == H probe first: there the usual shape
@@ -1667,60 +1701,140 @@ def _adding_batch(T: int, N: int, seed: int, dtype: Any = np.float32) -> tuple[t
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def _structure_problem(model: Any, name: str, *, input_size: int = 2, hidden_size: int | None = None,
-                       num_layers: int | None = None, min_layers: int = 1) -> str | None:
-    if not isinstance(model, nn.Module):
-        return f"{name} should be an nn.Module, got {type(model).__name__}"
+def _structure_of(model: Any) -> dict[str, Any]:
+    """What the A4 checks need to know of a model's structure, as plain data (collected in the kernel)."""
+    info: dict[str, Any] = {"type": f"{type(model).__module__}.{type(model).__qualname__}",
+                            "type_name": type(model).__name__, "is_module": isinstance(model, nn.Module)}
     rnn, fc = getattr(model, "rnn", None), getattr(model, "fc", None)
-    if not isinstance(rnn, nn.RNN):
+    info["rnn_type"], info["fc_type"] = type(rnn).__name__, type(fc).__name__
+    if isinstance(rnn, nn.RNN):
+        info["rnn"] = {"input_size": int(rnn.input_size), "hidden_size": int(rnn.hidden_size),
+                       "num_layers": int(rnn.num_layers), "batch_first": bool(rnn.batch_first),
+                       "bidirectional": bool(rnn.bidirectional), "nonlinearity": str(rnn.nonlinearity),
+                       "bias": bool(rnn.bias)}
+    if isinstance(fc, nn.Linear):
+        info["fc"] = {"in_features": int(fc.in_features), "out_features": int(fc.out_features),
+                      "bias": fc.bias is not None}
+    if isinstance(model, nn.Module):
+        params = list(model.parameters())
+        info["dtype"] = str(params[0].dtype) if params else ""
+    return info
+
+
+def _state_of(model: Any) -> dict[str, Array]:
+    """The ``rnn`` and ``fc`` weights of a model, as arrays (collected in the kernel)."""
+    state: dict[str, Array] = {}
+    for part in ("rnn", "fc"):
+        module = getattr(model, part, None)
+        if isinstance(module, nn.Module):
+            for key, value in module.state_dict().items():
+                if isinstance(value, torch.Tensor):
+                    state[f"{part}.{key}"] = value.detach().cpu().numpy().copy()
+    return state
+
+
+def _structure_problem(info: dict[str, Any], name: str, *, input_size: int = 2, hidden_size: int | None = None,
+                       num_layers: int | None = None, min_layers: int = 1) -> str | None:
+    if not info.get("is_module"):
+        return f"{name} should be an nn.Module, got {info.get('type_name')}"
+    rnn, fc = info.get("rnn"), info.get("fc")
+    if not isinstance(rnn, dict):
         return (f"{name} should keep its recurrent stack in an attribute `rnn` that is an nn.RNN "
-                f"(got {type(rnn).__name__}): the tests read it to check what the prediction is computed from")
-    if not isinstance(fc, nn.Linear):
-        return f"{name} should keep its output layer in an attribute `fc` that is an nn.Linear (got {type(fc).__name__})"
-    if rnn.input_size != input_size:
-        return f"{name}.rnn has input_size={rnn.input_size}; the adding problem has {input_size} features per step"
-    if hidden_size is not None and rnn.hidden_size != hidden_size:
-        return f"{name}.rnn has hidden_size={rnn.hidden_size}, expected {hidden_size} (the hidden_size argument)"
-    if num_layers is not None and rnn.num_layers != num_layers:
-        return (f"{name}.rnn has num_layers={rnn.num_layers}, expected {num_layers}: pass the num_layers argument "
+                f"(got {info.get('rnn_type')}): the tests read it to check what the prediction is computed from")
+    if not isinstance(fc, dict):
+        return f"{name} should keep its output layer in an attribute `fc` that is an nn.Linear (got {info.get('fc_type')})"
+    if rnn["input_size"] != input_size:
+        return f"{name}.rnn has input_size={rnn['input_size']}; the adding problem has {input_size} features per step"
+    if hidden_size is not None and rnn["hidden_size"] != hidden_size:
+        return f"{name}.rnn has hidden_size={rnn['hidden_size']}, expected {hidden_size} (the hidden_size argument)"
+    if num_layers is not None and rnn["num_layers"] != num_layers:
+        return (f"{name}.rnn has num_layers={rnn['num_layers']}, expected {num_layers}: pass the num_layers argument "
                 f"on to nn.RNN")
-    if rnn.num_layers < min_layers:
-        return f"{name}.rnn has num_layers={rnn.num_layers}; this assignment asks for a stacked RNN (at least {min_layers})"
-    if rnn.batch_first:
+    if rnn["num_layers"] < min_layers:
+        return (f"{name}.rnn has num_layers={rnn['num_layers']}; this assignment asks for a stacked RNN (at least "
+                f"{min_layers})")
+    if rnn["batch_first"]:
         return (f"{name}.rnn was built with batch_first=True, but the adding-problem batches are time-major "
                 f"(T, N, 2): leave batch_first=False")
-    if rnn.bidirectional:
+    if rnn["bidirectional"]:
         return f"{name}.rnn is bidirectional; this assignment uses a unidirectional stack"
-    if fc.in_features != rnn.hidden_size or fc.out_features != 1:
-        return (f"{name}.fc maps {fc.in_features} -> {fc.out_features} features; it should map the top layer's "
-                f"state ({rnn.hidden_size} features) to 1 number: nn.Linear(hidden_size, 1)")
+    if fc["in_features"] != rnn["hidden_size"] or fc["out_features"] != 1:
+        return (f"{name}.fc maps {fc['in_features']} -> {fc['out_features']} features; it should map the top layer's "
+                f"state ({rnn['hidden_size']} features) to 1 number: nn.Linear(hidden_size, 1)")
     return None
 
 
-def _forward_problem(model: nn.Module, x: torch.Tensor, name: str) -> str | None:
-    """Does ``model(x)`` return ``(N,)`` equal to ``fc(top layer's last state)``? Names the mistake if not."""
-    T, N = x.shape[0], x.shape[1]
+_DTYPES = {"torch.float32": torch.float32, "torch.float64": torch.float64}
+
+
+def _rebuild(info: dict[str, Any], state: Any) -> tuple[nn.RNN, nn.Linear]:
+    """The model's ``rnn`` and ``fc``, rebuilt from its reported structure and weights (trusted side).
+
+    Raises ``ValueError`` when they do not describe an ``nn.RNN`` and an ``nn.Linear`` of sane sizes.
+    """
+    rnn_info, fc_info, dtype = info.get("rnn"), info.get("fc"), _DTYPES.get(info.get("dtype", ""))
+    if not isinstance(rnn_info, dict) or not isinstance(fc_info, dict) or dtype is None or not isinstance(state, dict):
+        raise ValueError("not an nn.RNN and an nn.Linear in float32 or float64")
+    sizes = [rnn_info.get(k) for k in ("input_size", "hidden_size", "num_layers")] + [fc_info.get("out_features")]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in sizes) or sizes[2] > 16:
+        raise ValueError(f"implausible sizes {sizes}")
+    if rnn_info.get("nonlinearity") not in ("tanh", "relu"):
+        raise ValueError("unknown nonlinearity")
+    rnn = nn.RNN(sizes[0], sizes[1], sizes[2], nonlinearity=rnn_info["nonlinearity"], bias=bool(rnn_info.get("bias")),
+                 dtype=dtype)
+    fc = nn.Linear(sizes[1], sizes[3], bias=bool(fc_info.get("bias")), dtype=dtype)
+    for module, prefix in ((rnn, "rnn."), (fc, "fc.")):
+        own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not all(isinstance(v, np.ndarray) for v in own.values()):
+            raise ValueError("weights are not arrays")
+        module.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float64)).to(dtype) for k, v in own.items()})
+    return rnn.eval(), fc.eval()
+
+
+def _predict(model: Any, x: Array, name: str) -> Array | str:
+    """Kernel side: ``model(x)`` in the model's own dtype, as an array, or what went wrong."""
+    try:
+        params = list(model.parameters())
+        dtype = params[0].dtype if params else torch.float32
+    except Exception:  # noqa: BLE001
+        dtype = torch.float32
+    xt = torch.from_numpy(np.asarray(x)).to(dtype)
     try:
         with torch.no_grad():
-            pred = model(x)
+            pred = model(xt)
     except NotImplementedError:
         return f"`{name}.forward` {NOT_IMPLEMENTED}: it raises NotImplementedError"
     except Exception as err:  # noqa: BLE001
         line = _user_frame(err)
-        return f"calling {name}(x) with x of shape {tuple(x.shape)} (T, N, 2) raised {type(err).__name__}: {err}" + (
+        return f"calling {name}(x) with x of shape {tuple(xt.shape)} (T, N, 2) raised {type(err).__name__}: {err}" + (
             f"\n  at: {line}" if line else "")
     if not isinstance(pred, torch.Tensor):
         return f"{name}(x) should return a tensor of shape (N,), got {type(pred).__name__}"
+    return pred.detach().cpu().numpy().copy()
+
+
+def _forward_problem(pred: Any, info: dict[str, Any], state: Any, x: Array, name: str) -> str | None:
+    """Is ``pred`` (what ``model(x)`` returned) ``fc(top layer's last state)``, computed here from the
+    model's own weights? Names the mistake if not."""
+    if isinstance(pred, str):
+        return pred[:MAX_MESSAGE]
+    if not isinstance(pred, np.ndarray) or pred.dtype.kind != "f":
+        return f"{name}(x) should return a tensor of shape (N,)"
+    try:
+        rnn, fc = _rebuild(info, state)
+    except (ValueError, RuntimeError, KeyError) as err:
+        return f"the grader could not rebuild {name}'s rnn and fc from its weights ({_first_line(str(err))})"
+    T, N = x.shape[0], x.shape[1]
+    xt = torch.from_numpy(np.asarray(x, dtype=np.float64)).to(next(rnn.parameters()).dtype)
     with torch.no_grad():
-        out, h_n = cast(nn.Module, model.rnn)(x)
-        fc = cast(nn.Module, model.fc)
-        expected = fc(out[-1]).squeeze(-1)
+        out, h_n = rnn(xt)
+        expected = fc(out[-1]).squeeze(-1).numpy()
         variants = {
             "the bottom layer's final state h_n[0] is read instead of the top layer's (h_n[-1] or output[-1])":
-                fc(h_n[0]).squeeze(-1),
+                fc(h_n[0]).squeeze(-1).numpy(),
             "the first step's output (output[0]) is read instead of the last one's (output[-1])":
-                fc(out[0]).squeeze(-1),
-            "the outputs are averaged over time instead of reading the last step": fc(out.mean(0)).squeeze(-1),
+                fc(out[0]).squeeze(-1).numpy(),
+            "the outputs are averaged over time instead of reading the last step": fc(out.mean(0)).squeeze(-1).numpy(),
         }
     if tuple(pred.shape) != (N,):
         hint = ""
@@ -1730,44 +1844,87 @@ def _forward_problem(model: nn.Module, x: torch.Tensor, name: str) -> str | None
             hint = (" You apply fc at every step: the prediction is made once, after the last step "
                     "(fc(output[-1])).")
         return f"{name}(x) returned shape {tuple(pred.shape)}; expected (N,) = ({N},), one number per sequence.{hint}"
-    if torch.allclose(pred, expected, rtol=1e-5, atol=1e-6):
+
+    def close(a: Array, b: Array) -> bool:
+        return bool(np.all(np.isfinite(a))) and np.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+    if close(pred, expected):
         return None
     for what, value in variants.items():
-        if torch.allclose(pred, value, rtol=1e-5, atol=1e-6):
+        if close(pred, value):
             return f"{name}(x) is wrong: it matches what you get when {what}."
     return (f"{name}(x) is not fc(rnn(x)[0][-1]).squeeze(-1): the prediction must be the output layer applied "
-                f"to the top layer's state after the last step (max |yours - expected| = "
-                f"{float((pred - expected).abs().max()):.1e})")
+            f"to the top layer's state after the last step (max |yours - expected| = "
+            f"{float(np.max(np.abs(pred.astype(np.float64) - expected))):.1e})")
+
+
+def _adding_model_plan(*, seed: int, extended: bool = False) -> tuple[dict[str, Any], Any]:
+    configs = [(2, 8, 2), (2, 5, 3)] + ([(2, 3, 1), (2, 16, 4)] if extended else [])
+    xs = [_adding_batch(6 + k, 3 + k, seed + 100 + k)[0].numpy() for k in range(len(configs))]
+    return {"configs": [list(c) for c in configs], "torch_seed": seed, "xs": xs}, None
+
+
+def _adding_model_collect(request: dict[str, Any], model_cls: Any) -> dict[str, Any]:
+    name = getattr(model_cls, "__name__", "the model class")
+    results = []
+    for (D, H, L), x in zip(request["configs"], request["xs"]):
+        entry: dict[str, Any] = {"name": f"{name}({D}, {H}, {L})"}
+        results.append(entry)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                torch.manual_seed(request["torch_seed"])
+                model = model_cls(D, H, L)
+            except NotImplementedError:
+                entry["problem"] = f"`{name}` {NOT_IMPLEMENTED}: building {name}({D}, {H}, {L}) raises NotImplementedError"
+            except Exception as err:  # noqa: BLE001
+                entry["problem"] = f"{name}(input_size={D}, hidden_size={H}, num_layers={L}) raised {type(err).__name__}: {err}"
+            else:
+                entry["info"] = _structure_of(model)
+                entry["state"] = _state_of(model)
+                if isinstance(model, nn.Module):
+                    entry["pred"] = _predict(copy.deepcopy(model).eval(), x, entry["name"])
+        entry["warnings"] = _caught(caught)
+        if "problem" in entry:
+            break
+    return {"models": results}
+
+
+def _adding_model_judge(plan_: Plan, result: Any) -> tuple[str | None, list[str]]:
+    models = result.get("models") if isinstance(result, dict) else None
+    if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+        return "the grader could not read the result of the probes (malformed data)", []
+    caught = list(dict.fromkeys(_text(w) for m in models for w in (m.get("warnings") or [])))[:5]
+    for k, (D, H, L) in enumerate(plan_.request["configs"]):
+        if k >= len(models):
+            return "the grader received no result for some of the probes", caught
+        m = models[k]
+        name = _text(m.get("name"), f"AddingRegressor({D}, {H}, {L})")
+        if "problem" in m:
+            return _text(m["problem"]), caught
+        info = m.get("info") if isinstance(m.get("info"), dict) else {}
+        if info.get("type") == "rnnlib.models.TorchRNNRegressor":
+            return f"{name} is rnnlib's TorchRNNRegressor; write the model yourself", caught
+        problem = _structure_problem(info, name, input_size=D, hidden_size=H, num_layers=L)
+        if problem:
+            return problem, caught
+        problem = _forward_problem(m.get("pred"), info, m.get("state"), plan_.request["xs"][k], name)
+        if problem:
+            return problem, caught
+    return None, caught
 
 
 def diagnose_adding_model(model_cls: Any, *, seed: int = 0, extended: bool = False) -> str | None:
     """Diagnose an ``nn.Module`` class ``model_cls(input_size, hidden_size, num_layers)`` for the adding problem.
 
     Its instances must hold ``rnn`` (an ``nn.RNN``, time-major) and ``fc`` (``nn.Linear(H, 1)``),
-    and ``forward(x (T, N, 2)) -> (N,)`` must be ``fc(output[-1]).squeeze(-1)``.
+    and ``forward(x (T, N, 2)) -> (N,)`` must be ``fc(output[-1]).squeeze(-1)``, computed here
+    from the model's own weights (in the model's dtype).
     """
-    from .models import TorchRNNRegressor
-
-    name = getattr(model_cls, "__name__", "the model class")
-    configs = [(2, 8, 2), (2, 5, 3)] + ([(2, 3, 1), (2, 16, 4)] if extended else [])
-    for k, (D, H, L) in enumerate(configs):
-        try:
-            torch.manual_seed(seed)
-            model = model_cls(D, H, L)
-        except NotImplementedError:
-            return f"`{name}` {NOT_IMPLEMENTED}: building {name}({D}, {H}, {L}) raises NotImplementedError"
-        except Exception as err:  # noqa: BLE001
-            return (f"{name}(input_size={D}, hidden_size={H}, num_layers={L}) raised {type(err).__name__}: {err}")
-        if isinstance(model, TorchRNNRegressor):
-            return f"{name} is rnnlib's TorchRNNRegressor; write the model yourself"
-        problem = _structure_problem(model, f"{name}({D}, {H}, {L})", input_size=D, hidden_size=H, num_layers=L)
-        if problem:
-            return problem
-        x, _ = _adding_batch(6 + k, 3 + k, seed + 100 + k)
-        problem = _forward_problem(model, x, f"{name}({D}, {H}, {L})")
-        if problem:
-            return problem
-    return None
+    p = plan("adding_model", seed=seed, extended=extended)
+    diagnosis, caught = judge(p, collect(p.request, model_cls))
+    _note_warnings(getattr(model_cls, "__name__", "the model class"), caught)
+    return diagnosis
 
 
 def check_adding_model(model_cls: Any, *, seed: int = 0, extended: bool = False) -> None:
@@ -1805,6 +1962,118 @@ def _params_vector(model: nn.Module) -> np.ndarray:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().copy()
 
 
+def _train_step_model(state: Mapping[str, Array], lr: float) -> tuple[nn.Module, torch.optim.Optimizer]:
+    from .models import TorchRNNRegressor
+
+    model = TorchRNNRegressor(2, 6, 2, dtype=torch.float64)
+    model.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float64)) for k, v in state.items()})
+    return model, torch.optim.SGD(model.parameters(), lr=lr)
+
+
+def _train_step_plan(*, seed: int, extended: bool = False) -> tuple[dict[str, Any], Any]:
+    from .models import TorchRNNRegressor
+
+    steps = 4 if extended else 3
+    batches = [tuple(t.numpy() for t in _adding_batch(5, 4, seed + 200 + s, np.float64)) for s in range(steps)]
+    torch.manual_seed(seed)
+    model = TorchRNNRegressor(2, 6, 2, dtype=torch.float64)
+    state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+    # max_norm far below the gradient norms of these batches: clipping always acts
+    return {"state": state, "batches": batches, "max_norm": 0.05, "lr": 0.5}, None
+
+
+def _train_step_collect(request: dict[str, Any], fn: Any) -> dict[str, Any]:
+    if not callable(fn):
+        return {"problem": f"`train_step` should be a function, got {type(fn).__name__}"}
+    model, opt = _train_step_model(request["state"], request["lr"])
+    losses: list[Any] = []
+    params: list[Array] = []
+    out: dict[str, Any] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            for x, y in request["batches"]:
+                loss = fn(model, opt, torch.from_numpy(np.array(x)), torch.from_numpy(np.array(y)), request["max_norm"])
+                if isinstance(loss, torch.Tensor):
+                    losses.append({"tensor": True})
+                elif isinstance(loss, bool) or not isinstance(loss, (float, int, np.floating)):
+                    losses.append({"type": type(loss).__name__})
+                else:
+                    losses.append(float(loss))
+                params.append(_params_vector(model))
+        except NotImplementedError:
+            out["problem"] = f"`train_step` {NOT_IMPLEMENTED}: it raises NotImplementedError"
+        except Exception as err:  # noqa: BLE001
+            line = _user_frame(err)
+            out["problem"] = f"`train_step` raised {type(err).__name__}: {err}" + (f"\n  at: {line}" if line else "")
+    out.update(losses=losses, params=params, warnings=_caught(caught))
+    return out
+
+
+def _train_step_judge(plan_: Plan, result: Any) -> tuple[str | None, list[str]]:
+    if not isinstance(result, dict):
+        return "the grader could not read the result of the probes (malformed data)", []
+    caught = [_text(w) for w in (result.get("warnings") or [])][:5]
+    if "problem" in result:
+        return _text(result["problem"]), caught
+    req = plan_.request
+    steps, max_norm = len(req["batches"]), req["max_norm"]
+    losses, params = result.get("losses"), result.get("params")
+    if not isinstance(losses, list) or not isinstance(params, list) or len(losses) != steps or len(params) != steps:
+        return "the grader could not read the result of the probes (malformed data)", caught
+    for loss in losses:
+        if isinstance(loss, dict) and loss.get("tensor"):
+            return ("`train_step` returns a tensor; return the loss as a Python float with loss.item() (a tensor "
+                    "would keep the whole autograd graph alive)"), caught
+        if isinstance(loss, dict):
+            return f"`train_step` should return the loss as a float, got {_text(loss.get('type'), '?')}", caught
+        if not isinstance(loss, (int, float)):
+            return "the grader could not read the result of the probes (malformed data)", caught
+    if not all(isinstance(p, np.ndarray) and p.dtype.kind == "f" for p in params):
+        return "the grader could not read the result of the probes (malformed data)", caught
+
+    def trajectory(mistake: str | None) -> tuple[list[float], list[np.ndarray]]:
+        model, opt = _train_step_model(req["state"], req["lr"])
+        ls, ps = [], []
+        for x, y in req["batches"]:
+            ls.append(_reference_train_step(model, opt, torch.from_numpy(x), torch.from_numpy(y), max_norm, mistake))
+            ps.append(_params_vector(model))
+        return ls, ps
+
+    ref_losses, ref_params = trajectory(None)
+    variants = {m: trajectory(m) for m in TRAIN_STEP_MISTAKES}
+
+    def same_params(a: np.ndarray, b: np.ndarray) -> bool:
+        return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-9, atol=1e-12))
+
+    def matches(trace: tuple[list[float], list[np.ndarray]], upto: int) -> bool:
+        ls, ps = trace
+        return all(math.isclose(float(losses[i]), ls[i], rel_tol=1e-9, abs_tol=1e-12)
+                   and same_params(params[i], ps[i]) for i in range(upto))
+
+    initial = _params_vector(_train_step_model(req["state"], req["lr"])[0])
+    for s in range(steps):
+        loss_ok = math.isclose(float(losses[s]), ref_losses[s], rel_tol=1e-9, abs_tol=1e-12)
+        params_ok = same_params(params[s], ref_params[s])
+        if loss_ok and params_ok:
+            continue
+        found = [m for m, trace in variants.items() if matches(trace, s + 1)]
+        where = f"on step {s + 1} of {steps} consecutive calls"
+        if found:
+            return (f"`train_step` is wrong {where}: it behaves as if "
+                    + "; or ".join(TRAIN_STEP_MISTAKES[m] for m in found) + "."), caught
+        if not loss_ok:
+            return (f"`train_step` returns the loss {float(losses[s]):.6f} {where}; expected {ref_losses[s]:.6f}, the "
+                    "mean squared error of model(x) against y before the update"), caught
+        if same_params(params[s], params[s - 1] if s else initial):
+            return (f"`train_step` does not change the parameters {where}: call loss.backward() and "
+                    "optimizer.step()"), caught
+        return (f"`train_step` updates the parameters differently from zero_grad -> mse_loss -> backward -> "
+                f"clip_grad_norm_(max_norm) -> step {where} (max |yours - expected| = "
+                f"{float(np.max(np.abs(params[s] - ref_params[s]))) if params[s].shape == ref_params[s].shape else float('nan'):.1e})"), caught
+    return None, caught
+
+
 def diagnose_train_step(fn: Any, *, seed: int = 0, extended: bool = False) -> str | None:
     """Diagnose ``train_step(model, optimizer, x (T, N, 2), y (N,), max_norm) -> float``.
 
@@ -1812,69 +2081,12 @@ def diagnose_train_step(fn: Any, *, seed: int = 0, extended: bool = False) -> st
     backward, clip the global gradient norm to ``max_norm``, optimizer step; returns the
     loss (a Python float, before the update). Checked on rnnlib's ``TorchRNNRegressor``
     in float64 with SGD, over ``3`` consecutive steps, against the same steps done here.
+    Warnings the function raises are caught (and shown), not failures.
     """
-    from .models import TorchRNNRegressor
-
-    if not callable(fn):
-        return f"`train_step` should be a function, got {type(fn).__name__}"
-    steps = 4 if extended else 3
-    batches = [_adding_batch(5, 4, seed + 200 + s, np.float64) for s in range(steps)]
-    max_norm = 0.05  # far below the gradient norms of these batches: clipping always acts
-
-    def fresh() -> tuple[nn.Module, torch.optim.Optimizer]:
-        torch.manual_seed(seed)
-        model = TorchRNNRegressor(2, 6, 2, dtype=torch.float64)
-        return model, torch.optim.SGD(model.parameters(), lr=0.5)
-
-    def trajectory(step: Callable[..., Any]) -> tuple[list[Any], list[np.ndarray]]:
-        model, opt = fresh()
-        losses, params = [], []
-        for x, y in batches:
-            losses.append(step(model, opt, x, y, max_norm))
-            params.append(_params_vector(model))
-        return losses, params
-
-    ref_losses, ref_params = trajectory(_reference_train_step)
-    variants = {m: trajectory(lambda *a, m=m: _reference_train_step(*a, mistake=m))  # type: ignore[misc]  # *a: the 5 positional args
-                for m in TRAIN_STEP_MISTAKES}
-    try:
-        losses, params = trajectory(fn)
-    except NotImplementedError:
-        return f"`train_step` {NOT_IMPLEMENTED}: it raises NotImplementedError"
-    except Exception as err:  # noqa: BLE001
-        line = _user_frame(err)
-        return f"`train_step` raised {type(err).__name__}: {err}" + (f"\n  at: {line}" if line else "")
-    for s, loss in enumerate(losses):
-        if isinstance(loss, torch.Tensor):
-            return ("`train_step` returns a tensor; return the loss as a Python float with loss.item() (a tensor "
-                    "would keep the whole autograd graph alive)")
-        if isinstance(loss, bool) or not isinstance(loss, (float, int, np.floating)):
-            return f"`train_step` should return the loss as a float, got {type(loss).__name__}"
-
-    def matches(trace: tuple[list[Any], list[np.ndarray]], upto: int) -> bool:
-        ls, ps = trace
-        return all(math.isclose(float(losses[i]), ls[i], rel_tol=1e-9, abs_tol=1e-12)
-                   and np.allclose(params[i], ps[i], rtol=1e-9, atol=1e-12) for i in range(upto))
-
-    for s in range(steps):
-        loss_ok = math.isclose(float(losses[s]), ref_losses[s], rel_tol=1e-9, abs_tol=1e-12)
-        params_ok = np.allclose(params[s], ref_params[s], rtol=1e-9, atol=1e-12)
-        if loss_ok and params_ok:
-            continue
-        found = [m for m, trace in variants.items() if matches(trace, s + 1)]
-        where = f"on step {s + 1} of {steps} consecutive calls"
-        if found:
-            return f"`train_step` is wrong {where}: it behaves as if " + "; or ".join(TRAIN_STEP_MISTAKES[m] for m in found) + "."
-        if not loss_ok:
-            return (f"`train_step` returns the loss {float(losses[s]):.6f} {where}; expected {ref_losses[s]:.6f}, the "
-                    "mean squared error of model(x) against y before the update")
-        if np.allclose(params[s], params[s - 1] if s else _params_vector(fresh()[0])):
-            return (f"`train_step` does not change the parameters {where}: call loss.backward() and "
-                    "optimizer.step()")
-        return (f"`train_step` updates the parameters differently from zero_grad -> mse_loss -> backward -> "
-                f"clip_grad_norm_(max_norm) -> step {where} (max |yours - expected| = "
-                f"{float(np.max(np.abs(params[s] - ref_params[s]))):.1e})")
-    return None
+    p = plan("train_step", seed=seed, extended=extended)
+    diagnosis, caught = judge(p, collect(p.request, fn))
+    _note_warnings("train_step", caught)
+    return diagnosis
 
 
 def check_train_step(fn: Any, *, seed: int = 0, extended: bool = False) -> None:
@@ -1891,39 +2103,84 @@ def heldout_adding_mse(model: nn.Module, *, seq_len: int, num: int = 2000, seed:
         return float(nn.functional.mse_loss(probe(x), y))
 
 
+def _trained_plan(*, seed: int = 2024, extended: bool = False, seq_len: int = 20, threshold: float = 0.05,
+                  num: int = 2000) -> tuple[dict[str, Any], Any]:
+    x, y = _adding_batch(seq_len, num, seed, np.float64)
+    x_small = _adding_batch(seq_len, 8, seed + 1, np.float64)[0].numpy()
+    # the targets y stay here: the kernel only ever sees inputs
+    return {"x": x.numpy(), "x_small": x_small}, {"y": y.numpy(), "seq_len": seq_len, "threshold": threshold,
+                                                   "num": num}
+
+
+def _trained_collect(request: dict[str, Any], model: Any, reported_val_mse: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"info": _structure_of(model)}
+    if isinstance(reported_val_mse, torch.Tensor) and reported_val_mse.numel() == 1:
+        reported_val_mse = reported_val_mse.item()
+    if isinstance(reported_val_mse, bool) or not isinstance(reported_val_mse, (float, int, np.floating)):
+        out["reported"] = {"type": type(reported_val_mse).__name__, "repr": repr(reported_val_mse)[:80]}
+    else:
+        out["reported"] = float(reported_val_mse)
+    if isinstance(model, nn.Module):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out["state"] = _state_of(model)
+            probe = copy.deepcopy(model).eval()
+            out["pred_small"] = _predict(probe, request["x_small"], "trained_model")
+        out["warnings"] = _caught(caught)
+    return out
+
+
+def _trained_judge(plan_: Plan, result: Any) -> tuple[str | None, list[str]]:
+    if not isinstance(result, dict) or not isinstance(result.get("info"), dict):
+        return "the grader could not read the result of the probes (malformed data)", []
+    caught = [_text(w) for w in (result.get("warnings") or [])][:5]
+    info, private = result["info"], plan_.private
+    problem = _structure_problem(info, "trained_model", min_layers=2)
+    if problem:
+        return problem, caught
+    reported = result.get("reported")
+    if not isinstance(reported, (int, float)) or isinstance(reported, bool) or not math.isfinite(float(reported)):
+        what = reported if isinstance(reported, dict) else {}
+        return (f"final_val_mse should be your validation mean squared error as a float, got "
+                f"{_text(what.get('type'), type(reported).__name__)} ({_text(what.get('repr'), repr(reported))})"), caught
+    problem = _forward_problem(result.get("pred_small"), info, result.get("state"), plan_.request["x_small"],
+                               "trained_model")
+    if problem:
+        return problem, caught
+    # The error is measured on a model rebuilt here from the learner's weights: the kernel's own
+    # predictions are never used for it.
+    rnn, fc = _rebuild(info, result.get("state"))
+    dtype = next(rnn.parameters()).dtype
+    x = torch.from_numpy(plan_.request["x"]).to(dtype)
+    y = torch.from_numpy(private["y"]).to(dtype)
+    with torch.no_grad():
+        out, _ = rnn(x)
+        mse = float(nn.functional.mse_loss(fc(out[-1]).squeeze(-1), y))
+    num, seq_len, threshold = private["num"], private["seq_len"], private["threshold"]
+    if not math.isfinite(mse):
+        return "trained_model predicts NaN or inf on held-out data: the training diverged (lower the learning rate?)", caught
+    if mse >= threshold:
+        return (f"On {num} fresh held-out sequences of length {seq_len}, trained_model's mean squared error is "
+                f"{mse:.4f}, not below the threshold {threshold} (you reported final_val_mse = "
+                f"{float(reported):.4f}). For scale: always answering 1.0 scores 1/6 = 0.1667. Train longer "
+                "or with a larger learning rate, keep gradient clipping, and evaluate on data the model has not "
+                "trained on."), caught
+    return None, caught
+
+
 def diagnose_trained_adding_model(model: Any, reported_val_mse: Any, *, seq_len: int = 20, threshold: float = 0.05,
                                   num: int = 2000, seed: int = 2024) -> str | None:
     """Diagnose a trained adding-problem model: a stacked ``nn.RNN`` whose held-out MSE is below ``threshold``.
 
     The MSE is recomputed here on ``num`` fresh sequences of length ``seq_len`` drawn with
-    ``seed`` (data the model has never seen); ``reported_val_mse`` (the learner's own number)
-    only appears in the message.
+    ``seed`` (data the model has never seen), by an ``nn.RNN`` and ``nn.Linear`` rebuilt from
+    the model's weights; ``reported_val_mse`` (the learner's own number) only appears in the
+    message.
     """
-    problem = _structure_problem(model, "trained_model", min_layers=2)
-    if problem:
-        return problem
-    if isinstance(reported_val_mse, torch.Tensor) and reported_val_mse.numel() == 1:
-        reported_val_mse = reported_val_mse.item()
-    if isinstance(reported_val_mse, bool) or not isinstance(reported_val_mse, (float, int, np.floating)) \
-            or not math.isfinite(float(reported_val_mse)):
-        return (f"final_val_mse should be your validation mean squared error as a float, got "
-                f"{type(reported_val_mse).__name__} ({reported_val_mse!r})")
-    dtype = next(model.parameters()).dtype
-    x, _ = _adding_batch(seq_len, 8, seed + 1, np.float64 if dtype == torch.float64 else np.float32)
-    probe = copy.deepcopy(model).eval()
-    problem = _forward_problem(probe, x, "trained_model")
-    if problem:
-        return problem
-    mse = heldout_adding_mse(model, seq_len=seq_len, num=num, seed=seed)
-    if not math.isfinite(mse):
-        return "trained_model predicts NaN or inf on held-out data: the training diverged (lower the learning rate?)"
-    if mse >= threshold:
-        return (f"On {num} fresh held-out sequences of length {seq_len}, trained_model's mean squared error is "
-                f"{mse:.4f}, not below the threshold {threshold} (you reported final_val_mse = "
-                f"{float(reported_val_mse):.4f}). For scale: always answering 1.0 scores 1/6 = 0.1667. Train longer "
-                "or with a larger learning rate, keep gradient clipping, and evaluate on data the model has not "
-                "trained on.")
-    return None
+    p = plan("trained_adding_model", seed=seed, seq_len=seq_len, threshold=threshold, num=num)
+    diagnosis, caught = judge(p, collect(p.request, model, reported_val_mse))
+    _note_warnings("trained_model", caught)
+    return diagnosis
 
 
 def check_trained_adding_model(model: Any, reported_val_mse: Any, *, seq_len: int = 20, threshold: float = 0.05,
@@ -1931,3 +2188,201 @@ def check_trained_adding_model(model: Any, reported_val_mse: Any, *, seq_len: in
     """Raise ``AssertionError`` with a diagnosis unless ``model`` beats ``threshold`` on held-out data."""
     _raise(diagnose_trained_adding_model(model, reported_val_mse, seq_len=seq_len, threshold=threshold, num=num,
                                          seed=seed))
+
+
+_CUSTOM: dict[str, tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]] = {
+    "adding_model": (_adding_model_plan, _adding_model_collect, _adding_model_judge),
+    "train_step": (_train_step_plan, _train_step_collect, _train_step_judge),
+    "trained_adding_model": (_trained_plan, _trained_collect, _trained_judge),
+}
+
+
+# --------------------------------------------------------------------------------------
+# Across the grader's trust boundary: plan (trusted), collect (the submission's kernel), judge (trusted)
+# --------------------------------------------------------------------------------------
+#
+# Every check above can run in one process (the notebooks' visible tests do that). The
+# local grader splits it: the trusted grader *plans* the probes (from a seed the notebook
+# cannot know) and keeps the correct answers and the mistakes' answers to itself; the
+# submission's kernel *collects* what the learner's code returns on the probe inputs, as
+# plain data (rnnlib.wire); the trusted grader *judges* that data with the same diagnosis
+# code. The kernel never sees an expected value, and nothing it patches can reach the
+# judgement. ``plan``/``judge`` replay the ``diagnose_*`` functions unchanged: in planning
+# mode ``_diagnose`` records the probes instead of calling the learner's function, and in
+# judging mode ``_run`` returns the outcome the kernel reported for each probe.
+
+_OUTCOME_KINDS = ("ok", "not_implemented", "off_limits", "exception", "unpack", "mutated", "not_callable")
+MAX_MESSAGE = 4000  # characters of a message coming back from the kernel
+
+
+class _Planned(Exception):
+    """Raised by ``_diagnose`` in planning mode, once the probes are recorded."""
+
+
+@dataclass
+class _Session:
+    mode: str  # "plan" | "replay"
+    task: Task | None = None
+    probes: list[Probe] = field(default_factory=list)
+    arg_names: tuple[str, ...] = ()
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+    def planned(self, task: Task, probes: list[Probe], arg_names: tuple[str, ...]) -> None:
+        labels = [p.label for p in probes]
+        assert len(set(labels)) == len(labels), f"probe labels must be unique: {labels}"
+        self.task, self.probes, self.arg_names = task, probes, arg_names
+        raise _Planned
+
+    def outcome(self, probe: Probe) -> Outcome:
+        if self.mode == "plan":  # a check that peeks at one outcome before _diagnose (stacked_backward)
+            return Outcome(kind="exception", problem="")
+        o = self.outcomes.get(probe.label)
+        if o is None:
+            return Outcome(kind="exception", problem=(
+                f"the grader received no result for the probe with {probe.label} (the submission's kernel "
+                "did not report it)"))
+        return copy.copy(o)
+
+
+_SESSION: _Session | None = None
+
+
+def _placeholder(*args: Any, **kwargs: Any) -> Any:
+    """Stands in for the learner's function on the trusted side; it is never called."""
+    raise AssertionError("the trusted side never calls learner code")
+
+
+def _note_warnings(name: str, caught: list[str]) -> None:
+    """In the notebook, tell the learner about warnings their function raised (they do not fail a test).
+
+    Printed to stdout on purpose: nbgrader fails a test cell that writes to stderr, and a
+    warning such as torch's "Converting a tensor with requires_grad=True to a scalar" is not
+    a wrong answer.
+    """
+    if _SESSION is not None or not caught:
+        return
+    seen = list(dict.fromkeys(caught))
+    print(f"note: `{name}` raised {'a warning' if len(seen) == 1 else 'warnings'} while the tests called it "
+          "(this does not fail the test, but read it):")
+    for text in seen[:5]:
+        print(f"  {text}")
+
+
+@dataclass
+class Plan:
+    """One check's probes, planned on the trusted side.
+
+    Attributes:
+        check: the check's name (``"rnn_step"`` for :func:`check_rnn_step`).
+        request: plain data for the kernel (the probe inputs; no expected values).
+        private: what only the trusted side keeps (probes with answers, targets).
+    """
+
+    check: str
+    seed: int
+    extended: bool
+    kwargs: dict[str, Any]
+    request: dict[str, Any]
+    private: Any = None
+
+
+def checks_available() -> list[str]:
+    """The names ``x`` of every ``check_x`` the grader can plan and judge."""
+    return sorted(n[len("check_"):] for n in __all__ if n.startswith("check_"))
+
+
+def _diagnose_fn(check: str) -> Callable[..., str | None]:
+    if check not in checks_available():
+        raise KeyError(f"unknown check {check!r}; known: {checks_available()}")
+    return cast(Callable[..., "str | None"], globals()[f"diagnose_{check}"])
+
+
+def plan(check: str, *, seed: int, extended: bool = False, **kwargs: Any) -> Plan:
+    """Plan the probes of ``check_<check>`` (trusted side): inputs for the kernel, answers kept here."""
+    global _SESSION
+    if check in _CUSTOM:
+        request, private = _CUSTOM[check][0](seed=seed, extended=extended, **kwargs)
+        return Plan(check, seed, extended, dict(kwargs), {"check": check, **request}, private)
+    session = _Session("plan")
+    previous, _SESSION = _SESSION, session
+    try:
+        _diagnose_fn(check)(_placeholder, seed=seed, extended=extended, **kwargs)
+    except _Planned:
+        pass
+    finally:
+        _SESSION = previous
+    assert session.task is not None, f"check {check!r} did not plan any probe"
+    request = {"check": check, "task": session.task.name, "arg_names": list(session.arg_names),
+               "probes": [{"label": p.label, "args": p.args} for p in session.probes]}
+    return Plan(check, seed, extended, dict(kwargs), request, session.probes)
+
+
+_TASKS: dict[str, Task] = {}  # filled below: every Task object of this module, by name
+
+
+def collect(request: dict[str, Any], *objects: Any) -> dict[str, Any]:
+    """Kernel side: run the learner's ``objects`` (a function, a class, a model) on the probe inputs.
+
+    Returns plain data (arrays, numbers, strings) for :func:`judge`; nothing of it is trusted.
+    """
+    check = request["check"]
+    if check in _CUSTOM:
+        return _CUSTOM[check][1](request, *objects)
+    task = _TASKS[request["task"]]
+    fn = objects[0]
+    if not callable(fn):
+        return {"not_callable": f"`{task.name}` should be a function, got {type(fn).__name__}: did you overwrite "
+                                f"its name?"}
+    outcomes = {}
+    for p in request["probes"]:
+        probe = Probe(p["label"], tuple(p["args"]), {})
+        o = _call(task, fn, probe, tuple(request["arg_names"]))
+        outcomes[p["label"]] = {"kind": o.kind, "problem": o.problem, "parts": o.parts, "warnings": o.warnings}
+        if o.kind in ("not_implemented", "off_limits", "mutated"):
+            break  # the diagnosis stops there too
+    return {"outcomes": outcomes}
+
+
+def _text(value: Any, default: str = "") -> str:
+    return value[:MAX_MESSAGE] if isinstance(value, str) else default
+
+
+def _outcome_from(data: Any) -> Outcome:
+    """An :class:`Outcome` from the kernel's data, validated (anything malformed is reported as such)."""
+    if not isinstance(data, dict) or data.get("kind") not in _OUTCOME_KINDS:
+        return Outcome(kind="unpack", problem="the grader could not read this result (malformed data)")
+    parts = data.get("parts")
+    if data["kind"] == "ok":
+        if not isinstance(parts, dict) or not parts or not all(
+                isinstance(k, str) and isinstance(v, np.ndarray) for k, v in parts.items()):
+            return Outcome(kind="unpack", problem="the grader could not read this result (malformed data)")
+        return Outcome(parts=dict(parts), warnings=[_text(w) for w in data.get("warnings") or []][:5])
+    return Outcome(problem=_text(data.get("problem"), "(no message)"), kind=data["kind"],
+                   warnings=[_text(w) for w in data.get("warnings") or []][:5])
+
+
+def judge(plan_: Plan, result: Any) -> tuple[str | None, list[str]]:
+    """Trusted side: the diagnosis of the kernel's ``result`` for ``plan_`` (``None`` when correct),
+    and the warnings the learner's code raised."""
+    global _SESSION
+    if plan_.check in _CUSTOM:
+        return _CUSTOM[plan_.check][2](plan_, result)
+    if isinstance(result, dict) and isinstance(result.get("not_callable"), str):
+        return _text(result["not_callable"]), []
+    raw = result.get("outcomes") if isinstance(result, dict) else None
+    if not isinstance(raw, dict):
+        return "the grader could not read the result of the probes (malformed data)", []
+    outcomes = {str(k): _outcome_from(v) for k, v in raw.items()}
+    session = _Session("replay", outcomes=outcomes)
+    previous, _SESSION = _SESSION, session
+    try:
+        diagnosis = _diagnose_fn(plan_.check)(_placeholder, seed=plan_.seed, extended=plan_.extended, **plan_.kwargs)
+    finally:
+        _SESSION = previous
+    caught = list(dict.fromkeys(w for o in outcomes.values() for w in o.warnings))
+    return diagnosis, caught[:5]
+
+
+for _name, _value in list(globals().items()):
+    if isinstance(_value, Task):
+        _TASKS[_value.name] = _value
