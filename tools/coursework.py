@@ -63,6 +63,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from tools.numerics import apply_numeric_env  # noqa: E402
 
+if str(ROOT / "tools") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tools"))  # tools/sandbox.py, imported as `sandbox`
+
 CHAPTERS = ROOT / "chapters"
 SOURCE_DIR = CHAPTERS / "coursework"
 DEFAULT_STUDENT_OUT = ROOT / "build" / "student"
@@ -259,7 +262,7 @@ class TaskResult:
     max_points: float
     status: str  # passed | partial | failed | not_implemented | timed_out | not_run | error
     feedback: str
-    message: str = ""  # the test cell's full error message, if any
+    message: str = ""  # the full diagnosis or error message, if any
 
 
 @dataclass
@@ -268,6 +271,8 @@ class Report:
     submission: str
     tasks: list[TaskResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # for a teacher to look at: suspicious code, a copied solution
+    sandbox: str = ""
     elapsed_s: float = 0.0
 
     @property
@@ -277,7 +282,8 @@ class Report:
     def to_json(self) -> dict:
         return {"assignment": self.assignment, "submission": self.submission,
                 "tasks": [asdict(t) for t in self.tasks], "total": self.total,
-                "notes": self.notes, "elapsed_s": round(self.elapsed_s, 2)}
+                "notes": self.notes, "flags": self.flags, "sandbox": self.sandbox,
+                "elapsed_s": round(self.elapsed_s, 2)}
 
     def table(self) -> str:
         def fmt(x: float) -> str:
@@ -294,8 +300,15 @@ class Report:
                 lines.append(f"{'-' * w0}  {'-' * w1}")
             lines.append(f"{a:<{w0}}  {b:>{w1}}  {c}".rstrip())
         lines += [f"note: {n}" for n in self.notes]
+        lines += [f"FLAG: {f}" for f in self.flags]
+        if self.sandbox:
+            lines.append(f"sandbox: {self.sandbox}")
         lines.append(f"graded in {self.elapsed_s:.1f} s")
         return "\n".join(lines)
+
+
+class IntegrityError(RuntimeError):
+    """Something the grader relies on changed while a submission was graded: no grade is reported."""
 
 
 def identify_assignment(submission: Path, nb: NotebookNode | None, sources: list[Path],
@@ -334,20 +347,45 @@ def identify_assignment(submission: Path, nb: NotebookNode | None, sources: list
 RESTORED_NOTE = "restored"  # cell metadata flag (under MARK) of a re-inserted cell
 
 
+def _reattach_by_cell_id(nb: NotebookNode, src: NotebookNode) -> list[str]:
+    """Give back their nbgrader metadata to cells that lost it (some editors strip cell metadata).
+
+    nbformat's cell ``id`` survives such an editor, and the student version keeps the
+    solution notebook's ids: a cell with no ``grade_id`` whose id is a source cell's is
+    that cell, unless the grade id is already present elsewhere in the submission.
+    """
+    present = {grade_id(c) for c in nb.cells if grade_id(c)}
+    by_cell_id = {c.get("id"): c for c in src.cells if grade_id(c) and c.get("id")}
+    reattached = []
+    for cell in nb.cells:
+        ref = by_cell_id.get(cell.get("id"))
+        if grade_id(cell) is None and ref is not None and grade_id(ref) not in present:
+            cell.setdefault("metadata", {})["nbgrader"] = copy.deepcopy(ref.metadata["nbgrader"])
+            present.add(grade_id(ref))
+            reattached.append(grade_id(ref))
+    return reattached
+
+
 def restore_cells(sub: NotebookNode, src: NotebookNode) -> tuple[NotebookNode, list[str]]:
     """The notebook to run: the submission with its test and locked cells taken from the source.
 
     nbgrader's OverwriteCells rule, without a database: every cell whose ``grade_id`` is in
     the source gets the source's cell type and nbgrader metadata (points cannot be edited);
     a locked or test cell also gets the source's text (so hidden tests are back and an
-    edited test is undone); solution cells keep the learner's text. Cells with unknown or
-    duplicate grade ids lose their nbgrader metadata (they run but score nothing). Test
-    and locked cells the learner deleted are re-inserted after the nearest preceding
-    source cell that is present (like ``OverwriteCells.add_missing_cells``). Outputs are
-    cleared; the kernelspec is the source's.
+    edited test is undone); solution cells keep the learner's text. Cells whose nbgrader
+    metadata was stripped are recognised by their nbformat cell id first. Cells with
+    unknown or duplicate grade ids, and cells that claim to be locked without a known
+    grade id, lose their nbgrader metadata (they run but score nothing). Test and locked
+    cells the learner deleted are re-inserted after the nearest preceding source cell
+    that is present (like ``OverwriteCells.add_missing_cells``). Outputs are cleared; the
+    kernelspec is the source's.
     """
     nb = copy.deepcopy(sub)
     notes: list[str] = []
+    reattached = _reattach_by_cell_id(nb, src)
+    if reattached:
+        notes.append(f"{len(reattached)} cells had lost their nbgrader metadata (as some editors save a notebook); "
+                     "they were matched to the assignment by their cell ids")
     source_by_id = {grade_id(c): c for c in src.cells if grade_id(c)}
     seen: set[str] = set()
     cells = []
@@ -355,7 +393,9 @@ def restore_cells(sub: NotebookNode, src: NotebookNode) -> tuple[NotebookNode, l
         if cell.cell_type not in ("code", "markdown", "raw"):
             continue
         gid = grade_id(cell)
-        if gid is not None:
+        if gid is None and nbgrader_meta(cell):
+            cell.metadata.pop("nbgrader", None)  # "locked" without a grade id: an ordinary learner cell
+        elif gid is not None:
             if gid not in source_by_id or gid in seen:
                 why = "unknown" if gid not in source_by_id else "duplicate"
                 notes.append(f"cell with {why} grade_id '{gid}' kept as an ordinary cell")
@@ -400,33 +440,6 @@ def restore_cells(sub: NotebookNode, src: NotebookNode) -> tuple[NotebookNode, l
     return nb, notes
 
 
-SUSPICIOUS = re.compile(r"rnnlib\.checks|\bimportlib\b|\bbuiltins\b|__builtins__|sys\.modules|__import__"
-                        r"|get_ipython|\bos\._exit\b|\bdef\s+(?:check|diagnose)_\w+")
-
-
-def suspicious_cells(nb: NotebookNode, src: NotebookNode) -> list[str]:
-    """Notes on learner-written code that touches the grading machinery (points are not changed).
-
-    The tests run in the learner's kernel, as in nbgrader: code that patches the checkers
-    or the import system could defeat them. The restored test cells reload the checkers,
-    which undoes the simple patches; anything cleverer is for a human to judge, so the
-    report points at it. Learner-written means: a solution cell, or a cell whose text is
-    not in the solution notebook.
-    """
-    known = {c.source for c in src.cells}
-    notes = []
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or is_locked(cell):
-            continue
-        if not is_solution(cell) and cell.source in known:
-            continue
-        hits = sorted({m.group(0) for m in SUSPICIOUS.finditer(cell.source)})
-        if hits:
-            where = f"solution cell '{grade_id(cell)}'" if is_solution(cell) else f"cell {i}"
-            notes.append(f"review by hand: {where} uses {', '.join(hits)}")
-    return notes
-
-
 def _as_type(cell: NotebookNode, cell_type: str) -> NotebookNode:
     if cell_type == "code":
         new = nbformat.v4.new_code_cell(cell.source, metadata=cell.metadata)
@@ -439,6 +452,234 @@ def _as_type(cell: NotebookNode, cell_type: str) -> NotebookNode:
     return new
 
 
+# --------------------------------------------------------------------------------------
+# What a teacher should look at: code that reaches for the machinery, a copied solution
+# --------------------------------------------------------------------------------------
+
+# Names whose use in learner code has no place in these assignments and can subvert a
+# grader that runs in the same process (nbgrader's): the import system, the interpreter's
+# frames, IPython's hooks, processes, signals, files, the network.
+SUSPICIOUS_NAMES = {
+    "exec", "eval", "compile", "__import__", "importlib", "builtins", "__builtins__", "get_ipython", "globals",
+    "setattr", "delattr", "inspect", "ctypes", "subprocess", "multiprocessing", "threading", "signal", "socket",
+    "shutil", "atexit", "gc", "open", "breakpoint", "urllib", "requests", "http", "site", "sysconfig", "pickle",
+    "marshal", "types", "pty", "fcntl", "resource", "tempfile", "glob", "pathlib", "Path", "io",
+}
+SUSPICIOUS_ATTRS = {
+    "meta_path", "path_hooks", "path_importer_cache", "modules", "_getframe", "f_back", "f_locals", "f_globals",
+    "f_code", "gi_frame", "tb_frame", "settrace", "setprofile", "input_transformers_cleanup",
+    "input_transformers_post", "ast_transformers", "events", "register_magic_function", "system", "popen", "fork",
+    "forkpty", "setsid", "setpgrp", "kill", "killpg", "_exit", "execv", "execve", "spawnv", "write_text",
+    "write_bytes", "unlink", "remove", "rename", "replace", "chmod", "symlink", "__code__", "__globals__",
+    "__class__", "__subclasses__", "__dict__", "func_globals", "environ", "putenv", "chdir", "getppid",
+    "run_cell", "run_line_magic", "user_ns",
+}
+MODULE_NAMES = {"np", "numpy", "torch", "nn", "F", "rnnlib", "sys", "os", "math", "random"}
+
+
+def _patched_names(tree: Any, imported: set[str]) -> list[str]:
+    """``np.allclose = ...``, ``torch.nn.RNN = ...``: assignments to attributes of modules."""
+    import ast
+
+    hits = []
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, (ast.Assign, ast.Delete)):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        for target in targets:
+            for sub in ast.walk(target):
+                if isinstance(sub, ast.Attribute):
+                    root = sub
+                    while isinstance(root, ast.Attribute):
+                        root = root.value
+                    if isinstance(root, ast.Name) and (root.id in imported or root.id in MODULE_NAMES):
+                        hits.append(f"{ast.unparse(sub)} = ...")
+                    break
+    return hits
+
+
+def code_findings(source: str, imported: set[str]) -> list[str]:
+    """What in ``source`` reaches for the grading machinery (an empty list for ordinary code)."""
+    import ast
+
+    text = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return []
+    found = _patched_names(tree, imported)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in SUSPICIOUS_NAMES:
+            found.append(node.id)
+        elif isinstance(node, ast.Attribute) and node.attr in SUSPICIOUS_ATTRS:
+            found.append(f".{node.attr}")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) and node.module
+                                                    else [])
+            for name in names:
+                if name.split(".")[0] in SUSPICIOUS_NAMES or name.split(".")[-1] in SUSPICIOUS_NAMES | {"checks"}:
+                    found.append(f"import {name}")
+        elif isinstance(node, ast.FunctionDef) and re.match(r"(check|diagnose|collect|judge|plan|answer)_?", node.name):
+            found.append(f"def {node.name}")
+    return list(dict.fromkeys(found))
+
+
+def _imported_names(nb: NotebookNode) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse("\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!"))))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def learner_cells(nb: NotebookNode, src: NotebookNode) -> list[tuple[int, NotebookNode]]:
+    """Cells the learner wrote: solution cells, and code cells whose text is not in the source.
+
+    A locked cell only counts as the instructor's when its grade id is the source's and its
+    text is the source's (the restored notebook guarantees both); a ``locked`` flag alone
+    proves nothing.
+    """
+    source_locked = {grade_id(c): c.source for c in src.cells if grade_id(c) and is_locked(c)}
+    known = {c.source for c in src.cells if c.cell_type == "code" and not is_solution(c)}
+    out = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        gid = grade_id(cell)
+        if gid in source_locked and cell.source == source_locked[gid]:
+            continue
+        if not is_solution(cell) and cell.source in known:
+            continue
+        out.append((i, cell))
+    return out
+
+
+def suspicious_cells(nb: NotebookNode, src: NotebookNode) -> list[str]:
+    """Flags on learner-written code that reaches for the grading machinery (points are not changed here).
+
+    The local grader does not depend on the learner's kernel for its verdict, so such code
+    cannot raise a grade; it can still break the learner's own results, and under nbgrader
+    (which grades inside the learner's kernel) it could defeat the tests. A teacher should look.
+    """
+    imported = _imported_names(nb)
+    notes = []
+    for i, cell in learner_cells(nb, src):
+        hits = code_findings(cell.source, imported)
+        if hits:
+            where = f"solution cell '{grade_id(cell)}'" if is_solution(cell) else f"cell {i}"
+            notes.append(f"review by hand: {where} uses {', '.join(hits[:8])}")
+    return notes
+
+
+COPY_MIN_TOKENS = 40  # below this, the reference's code is the obvious answer (tools/similarity.py)
+
+
+def copied_solution_flags(nb: NotebookNode, src: NotebookNode) -> list[str]:
+    """A flag when the learner's solution cells are the public reference solution up to renaming and layout."""
+    from tools import similarity
+
+    mine = {grade_id(c): c.source for c in nb.cells if is_solution(c) and grade_id(c)}
+    ref = {grade_id(c): c.source for c in src.cells if is_solution(c) and grade_id(c)}
+    matches = similarity.reference_matches(mine, ref, min_tokens=COPY_MIN_TOKENS)
+    if not matches:
+        return []
+    return [f"review by hand: the code of {', '.join(repr(m) for m in matches)} matches the course's published "
+            "reference solution after normalisation (names, layout, comments)"]
+
+
+# --------------------------------------------------------------------------------------
+# The probes: what each test cell checks, asked of the kernel as data
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class CheckCall:
+    """One ``<module>.check_<check>(<args>, **kwargs)`` call of a (trusted) test cell."""
+
+    module: str
+    check: str
+    args: list[str]
+    kwargs: dict[str, Any]
+
+
+def test_cell_checks(source: str) -> list[CheckCall]:
+    """The check calls of an instructor's test cell, visible and hidden merged.
+
+    ``_checks.check_rnn_step(rnn_step)`` then ``_checks.check_rnn_step(rnn_step, seed=1,
+    extended=True)`` give one call, ``extended=True``; the grader replaces the seed by a
+    secret one. Arguments are kept as source text, evaluated in the kernel.
+    """
+    import ast
+
+    tree = ast.parse(source)
+    modules: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                modules[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+    merged: dict[tuple[str, str, tuple[str, ...]], CheckCall] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr.startswith("check_")):
+            continue
+        owner = ast.unparse(node.func.value)
+        module = modules.get(owner, owner)
+        args = [ast.unparse(a) for a in node.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
+        key = (module, node.func.attr[len("check_"):], tuple(args))
+        call = merged.setdefault(key, CheckCall(module, key[1], args, {}))
+        extended = call.kwargs.get("extended", False) or kwargs.get("extended", False)
+        call.kwargs.update(kwargs)
+        call.kwargs["extended"] = extended
+    for call in merged.values():
+        call.kwargs.pop("seed", None)
+    return list(merged.values())
+
+
+def _check_module(name: str, source_dir: Path) -> Any:
+    """The trusted side's copy of a checks module: rnnlib.checks, or one beside the solution notebooks."""
+    import importlib
+    import importlib.util
+
+    if name.startswith("rnnlib."):
+        return importlib.import_module(name)
+    path = Path(source_dir) / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_trusted_{name}", path)
+    if spec is None or spec.loader is None:
+        raise LookupError(f"no checks module {name} beside the solution notebooks")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class ProbePlan:
+    """The trusted side's plans for one test cell."""
+
+    grade_id: str
+    calls: list[CheckCall]
+    plans: list[Any]
+    modules: list[Any]
+
+
+PROBE_CELL = ("__import__('rnnlib.grading', fromlist=['answer']).answer({stem!r}, globals())  "
+              "# the grader's probe of this task")
+
+
+# --------------------------------------------------------------------------------------
+# Running the submission in the sandbox
+# --------------------------------------------------------------------------------------
+
 @dataclass
 class CellRun:
     status: str  # ok | error | timeout | died | not_run
@@ -447,18 +688,22 @@ class CellRun:
     stderr: str = ""
 
 
-class _CurrentEnvKernelSpecs:
-    """Kernel spec manager that always runs ``python3`` on this interpreter (like nbval --current-env)."""
+class _SandboxKernelSpecs:
+    """Kernel spec manager whose ``python3`` is this interpreter, started through tools/sandbox.py."""
 
     @staticmethod
-    def make():
+    def make(argv: list[str]):
         import ipykernel.kernelspec
         from jupyter_client.kernelspec import KernelSpecManager
 
         class Specs(KernelSpecManager):
             def get_kernel_spec(self, kernel_name):
-                return self.kernel_spec_class(resource_dir=ipykernel.kernelspec.RESOURCES,
-                                              **ipykernel.kernelspec.get_kernel_dict())
+                spec = ipykernel.kernelspec.get_kernel_dict()
+                spec["argv"] = list(argv)
+                # A signal to the sandbox's first process does not reach the kernel inside it: ask
+                # the kernel to interrupt itself (the interrupt_request message) instead.
+                spec["interrupt_mode"] = "message"
+                return self.kernel_spec_class(resource_dir=ipykernel.kernelspec.RESOURCES, **spec)
 
         return Specs()
 
@@ -497,8 +742,11 @@ def _capped_client_class():
 
 
 class Runner:
-    """Runs a notebook's code cells in a fresh kernel, every cell, with time bounds.
+    """Runs a notebook's code cells in a fresh sandboxed kernel, every cell, with time bounds.
 
+    * the kernel is started by tools/sandbox.py (bubblewrap when available) in the job
+      folder ``job``, with its own throwaway home and environment; its stdout and stderr
+      go to ``job/kernel.log``, never to the grader's terminal;
     * per cell: ``cell_timeout`` seconds, then the kernel is interrupted (nbclient's
       ``interrupt_on_timeout``) and the run goes on; if the kernel does not come back
       (a loop that swallows KeyboardInterrupt) or dies (``os._exit``), a new kernel is
@@ -507,43 +755,56 @@ class Runner:
       watchdog thread kills the kernel process if a cell is still running at the deadline.
     """
 
-    def __init__(self, nb: NotebookNode, workdir: Path, cell_timeout: float, total_timeout: float):
+    def __init__(self, nb: NotebookNode, job: Path, cell_timeout: float, total_timeout: float,
+                 limits: Any = None):
+        import sandbox
+
         self.nb = nb
-        self.workdir = workdir
+        self.job = job
         self.cell_timeout = cell_timeout
         self.deadline = time.monotonic() + total_timeout
         self.total_timeout = total_timeout
+        self.limits = limits or sandbox.Limits()
         self.runs: dict[int, CellRun] = {}
         self.notes: list[str] = []
         self._client = None
         self._km = None
+        self._log = None
         self._last_reply: dict | None = None
         self._not_run_reason = f"not run: the overall time limit ({total_timeout:g} s) was reached"
 
     # kernel lifetime ------------------------------------------------------------------
     def _start(self) -> None:
+        import sandbox
         from jupyter_client.manager import AsyncKernelManager
 
         NotebookClient = _capped_client_class()
-
+        folders = sandbox.job_folders(self.job)
         # An *async* kernel manager: with a blocking client nbclient waits on IOPub without
-        # a timeout and a cell that never ends would hang the grader.
-        self._km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=_CurrentEnvKernelSpecs.make(),
-                                      transport="ipc", ip=str(self.workdir / "kernel-ipc"))
+        # a timeout and a cell that never ends would hang the grader. Unix sockets in the job
+        # folder: the sandbox has no network.
+        self._km = AsyncKernelManager(kernel_name="python3",
+                                      kernel_spec_manager=_SandboxKernelSpecs.make(
+                                          sandbox.kernel_argv(self.job, self.limits)),
+                                      transport="ipc", ip=str(folders["io"] / "k"))
+        self._km.connection_file = str(folders["io"] / "kernel.json")
         self._client = NotebookClient(
             self.nb, km=self._km, timeout=int(self.cell_timeout), allow_errors=True,
             interrupt_on_timeout=True, record_timing=False, iopub_timeout=4,
             raise_on_iopub_timeout=False, startup_timeout=120,
-            extra_arguments=["--HistoryManager.hist_file=:memory:"],
             error_on_timeout={"ename": "CellTimeoutError", "evalue": f"timed out after {self.cell_timeout:g} s",
                               "traceback": [f"CellTimeoutError: timed out after {self.cell_timeout:g} s"]},
             on_cell_executed=self._on_executed,
-            resources={"metadata": {"path": str(self.workdir)}},
+            resources={"metadata": {"path": str(folders["work"])}},
         )
         self._client.reset_execution_trackers()
-        env = dict(os.environ)
-        apply_numeric_env(env)  # the course's numerical environment (tools/numerics.py), as under make test
-        self._client.start_new_kernel(env=env)
+        env = sandbox.kernel_env(self.job, apply_numeric_env({}))
+        extra = sandbox.extra_pythonpath(self.job)
+        if extra:
+            env["PYTHONPATH"] = extra
+        if self._log is None:
+            self._log = open(self.job / "kernel.log", "ab")
+        self._client.start_new_kernel(env=env, cwd=str(folders["work"]), stdout=self._log, stderr=self._log)
         self._client.start_new_kernel_client()
 
     def _stop(self) -> None:
@@ -559,13 +820,20 @@ class Runner:
                 run_sync(self._km.shutdown_kernel)(now=True)
         except Exception:
             self._kill_kernel_process()
+        self._kill_kernel_process()  # the sandbox's first process: with it goes everything inside
         self._client = self._km = None
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def _kill_kernel_process(self) -> None:
         """Watchdog: SIGKILL the kernel process (nbclient then sees a dead kernel)."""
         try:
-            pid = self._km.provisioner.process.pid  # type: ignore[union-attr]
-            os.kill(pid, signal.SIGKILL)
+            proc = self._km.provisioner.process  # type: ignore[union-attr]
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
         except Exception:
             pass
 
@@ -601,14 +869,6 @@ class Runner:
         timeout = min(self.cell_timeout, remaining)
         self._client.timeout = max(1, int(timeout))
         target = copy.deepcopy(cell) if silent else cell
-        refresh = reloaded_modules(cell.source) if is_grade(cell) and not is_solution(cell) else []
-        if refresh:
-            # Fresh copies of the checkers this test reloads, even if importlib.reload was patched.
-            self._responsive(wait=min(10.0, remaining), code=(
-                "import sys as _rnn_course_sys\n"
-                f"for _rnn_course_m in {refresh!r}:\n"
-                "    _rnn_course_sys.modules.pop(_rnn_course_m, None)\n"
-                "del _rnn_course_sys, _rnn_course_m"))
         self._last_reply = None
         watchdog = threading.Timer(remaining + 10, self._kill_kernel_process)
         watchdog.daemon = True
@@ -635,8 +895,8 @@ class Runner:
         if reply.get("status") == "error" or errors:
             ename = reply.get("ename") or (errors[0].get("ename") if errors else "Error")
             evalue = reply.get("evalue") if reply.get("ename") else (errors[0].get("evalue", "") if errors else "")
-            return CellRun("error", ename, evalue or "", stderr)
-        return CellRun("ok", stderr=stderr)
+            return CellRun("error", str(ename)[:200], str(evalue or "")[:4000], stderr[:4000])
+        return CellRun("ok", stderr=stderr[:4000])
 
     def run(self) -> dict[int, CellRun]:
         code = [(i, c) for i, c in enumerate(self.nb.cells) if c.cell_type == "code"]
@@ -671,40 +931,11 @@ class Runner:
                     self._stop()
         finally:
             self._stop()
+            self.close()
         for i, _ in code:
             if i not in self.runs or self.runs[i].status == "not_run":
                 self.runs[i] = CellRun("not_run", evalue=self._not_run_reason)
         return self.runs
-
-
-def reloaded_modules(source: str) -> list[str]:
-    """The modules a test cell reloads with ``importlib.reload(name)``, by module name.
-
-    ``import rnnlib.checks as _checks`` then ``importlib.reload(_checks)`` gives
-    ``["rnnlib.checks"]``. Before such a cell runs, the grader drops these modules from
-    ``sys.modules``, so the cell's own import executes the checker's file afresh: a learner
-    who patched the checker *and* ``importlib.reload`` still meets the real checks.
-    """
-    import ast
-
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    aliases: dict[str, str] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for a in node.names:
-                aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
-    found = []
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "reload"
-                and node.args and isinstance(node.args[0], (ast.Name, ast.Attribute))):
-            arg = ast.unparse(node.args[0])
-            module = aliases.get(arg, arg)
-            if module not in found:
-                found.append(module)
-    return found
 
 
 def _first_line(text: str) -> str:
@@ -715,7 +946,7 @@ def _first_line(text: str) -> str:
 
 
 def _strip_ansi(text: str) -> str:
-    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text or "")
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]", "", text or "")
 
 
 def _solution_note(before: list[CellRun]) -> str:
@@ -730,11 +961,39 @@ def _solution_note(before: list[CellRun]) -> str:
     return ""
 
 
-def score(nb: NotebookNode, runs: dict[int, CellRun], src: NotebookNode, total_timeout: float) -> list[TaskResult]:
-    """One result per test cell of the source, in source order (nbgrader's grading rule)."""
-    from nbgrader.utils import determine_grade
+NO_RESULT = "the grader received no readable result for this task"
 
-    results = []
+
+def _judge_task(probe: ProbePlan, result: Any) -> tuple[str | None, str, list[str]]:
+    """``(diagnosis, ename, warnings)`` for one task from the kernel's data (trusted side)."""
+    calls = result.get("calls") if isinstance(result, dict) else None
+    if not isinstance(calls, list) or len(calls) != len(probe.calls):
+        return NO_RESULT, "NoResult", []
+    caught: list[str] = []
+    for call, plan, module, data in zip(probe.calls, probe.plans, probe.modules, calls):
+        if not isinstance(data, dict):
+            return NO_RESULT, "NoResult", caught
+        if "error" in data:
+            err = data["error"] if isinstance(data["error"], dict) else {}
+            ename, evalue = str(err.get("ename", "Error"))[:100], str(err.get("evalue", ""))[:2000]
+            return f"{ename}: {evalue}".rstrip(": "), ename, caught
+        try:
+            diagnosis, warns = module.judge(plan, data.get("data"))
+        except Exception as err:  # malformed data that got past the checks' own validation
+            return f"{NO_RESULT} ({type(err).__name__})", "NoResult", caught
+        caught += [w for w in warns if w not in caught]
+        if diagnosis is not None:
+            return str(diagnosis), "AssertionError", caught
+    return None, "", caught
+
+
+def score(nb: NotebookNode, runs: dict[int, CellRun], src: NotebookNode, total_timeout: float,
+          probes: dict[str, ProbePlan], results: dict[str, Any]) -> list[TaskResult]:
+    """One result per test cell of the source, in source order: full points when the trusted side
+    judged every check of the task correct (there is no partial credit within a task)."""
+    from rnnlib.checks import NOT_IMPLEMENTED
+
+    out = []
     by_id = {grade_id(c): (i, c) for i, c in enumerate(nb.cells) if grade_id(c)}
     for task in tasks_of(src):
         i, cell = by_id[task.grade_id]
@@ -750,16 +1009,13 @@ def score(nb: NotebookNode, runs: dict[int, CellRun], src: NotebookNode, total_t
             if is_solution(c) and c.cell_type == "code":
                 before.append(runs.get(j, CellRun("not_run")))
         if run.status == "ok":
-            points, _ = determine_grade(cell)
-            points = float(points or 0.0)
-            if run.stderr and points == 0:
-                status, feedback = "failed", f"wrote to stderr: {_first_line(_strip_ansi(run.stderr))}"
-            elif points >= task.points:
-                status, feedback = "passed", "passed"
-            else:
-                status, feedback = "partial", f"partial credit ({points:g} of {task.points:g})"
-            results.append(TaskResult(task.grade_id, points, task.points, status, prefix + feedback))
-            continue
+            diagnosis, ename, caught = _judge_task(probes[task.grade_id], results.get(task.grade_id))
+            if caught:
+                prefix += f"warning (not a failure): {caught[0]}; "
+            if diagnosis is None:
+                out.append(TaskResult(task.grade_id, task.points, task.points, "passed", prefix + "passed"))
+                continue
+            run = CellRun("error", ename, diagnosis)
         if run.status == "timeout":
             status, feedback = "timed_out", run.evalue
         elif run.status == "not_run":
@@ -767,7 +1023,7 @@ def score(nb: NotebookNode, runs: dict[int, CellRun], src: NotebookNode, total_t
             feedback = run.evalue or f"not run: the overall time limit ({total_timeout:g} s) was reached"
         elif run.status == "died":
             status, feedback = "error", "the kernel died while running this test"
-        elif (run.ename == "NotImplementedError" or "NotImplementedError" in run.evalue
+        elif (run.ename == "NotImplementedError" or NOT_IMPLEMENTED in run.evalue or "NotImplementedError" in run.evalue
               or (run.ename == "NameError" and any(b.ename == "NotImplementedError" for b in before))):
             status, feedback = "not_implemented", "not implemented yet"
         elif run.ename == "AssertionError":
@@ -778,19 +1034,45 @@ def score(nb: NotebookNode, runs: dict[int, CellRun], src: NotebookNode, total_t
             feedback = f"{run.ename}: {_first_line(_strip_ansi(run.evalue))}".rstrip(": ")
         if status not in ("timed_out", "not_implemented", "not_run"):
             feedback += _solution_note(before)
-        message = f"{run.ename}: {_strip_ansi(run.evalue)}".strip(": ") if run.ename else ""
-        results.append(TaskResult(task.grade_id, 0.0, task.points, status, prefix + feedback, message))
-    return results
+        message = (_strip_ansi(run.evalue) if run.ename == "AssertionError"
+                   else f"{run.ename}: {_strip_ansi(run.evalue)}".strip(": ") if run.ename else "")
+        out.append(TaskResult(task.grade_id, 0.0, task.points, status, prefix + feedback, message))
+    return out
+
+
+def _probe_plans(src: NotebookNode, source_dir: Path, seed: int) -> dict[str, ProbePlan]:
+    """The trusted side's plans, one per test cell, from the instructor's test cells and a secret seed."""
+    by_id = {grade_id(c): c for c in src.cells if grade_id(c)}
+    plans = {}
+    for k, task in enumerate(tasks_of(src)):
+        calls = test_cell_checks(by_id[task.grade_id].source)
+        modules = [_check_module(c.module, source_dir) for c in calls]
+        made = [m.plan(c.check, seed=seed + 1000 * k + j, **c.kwargs) for j, (c, m) in enumerate(zip(calls, modules))]
+        plans[task.grade_id] = ProbePlan(task.grade_id, calls, made, modules)
+    return plans
 
 
 def grade(submission: Path, *, source_dir: Path = SOURCE_DIR, assignment: str | None = None,
-          timeout: float = 60, total_timeout: float | None = None, save_executed: Path | None = None) -> Report:
+          timeout: float = 60, total_timeout: float | None = None, save_executed: Path | None = None,
+          seed: int | None = None) -> Report:
     """Grade one submission (never modified) against its solution notebook.
 
-    Raises ``LookupError`` when the assignment cannot be identified.
+    The submission runs in a sandboxed kernel (tools/sandbox.py) in a throwaway job folder;
+    each test cell is replaced by a probe that returns the learner's outputs on inputs
+    drawn from a secret seed (``seed``, random by default), as data; the verdicts are
+    computed here, from references the kernel never sees.
+
+    Raises ``LookupError`` when the assignment cannot be identified, and
+    :class:`IntegrityError` when something the grader relies on changed during grading.
     """
+    import secrets
+
+    import sandbox
+    from rnnlib import wire
+
     t0 = time.monotonic()
     submission = Path(submission)
+    source_dir = Path(source_dir)
     sources = solution_notebooks(source_dir)
     try:
         sub_nb = nbformat.reads(submission.read_text(encoding="utf8"), as_version=4)
@@ -803,7 +1085,7 @@ def grade(submission: Path, *, source_dir: Path = SOURCE_DIR, assignment: str | 
         raise LookupError(f"cannot tell which assignment {submission} is "
                           f"(solution notebooks: {[p.name for p in sources]}); use --assignment")
     src = read_notebook(src_path)
-    report = Report(assignment_name(src_path), str(submission))
+    report = Report(assignment_name(src_path), str(submission), sandbox=sandbox.description())
     if total_timeout is None:
         total_timeout = max(600.0, 4 * timeout)
     if sub_nb is None:
@@ -812,19 +1094,56 @@ def grade(submission: Path, *, source_dir: Path = SOURCE_DIR, assignment: str | 
         report.elapsed_s = time.monotonic() - t0
         return report
     nb, notes = restore_cells(sub_nb, src)
-    report.notes += notes + suspicious_cells(nb, src)
+    report.notes += notes
+    report.flags += suspicious_cells(nb, src) + copied_solution_flags(nb, src)
+    seed = secrets.randbelow(2**31 - 10**6) if seed is None else seed
+    probes = _probe_plans(src, source_dir, seed)
+    if not sandbox.available():
+        report.notes.append("no sandbox: " + sandbox.NO_SANDBOX.split(": ", 1)[1])
+    before = sandbox.fingerprint(source_dir)
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="rnn-grade-") as tmp:
-        work = Path(tmp)
+        job = Path(tmp)
+        folders = sandbox.job_folders(job)
         # Like nbgrader's autograde: the assignment's other files (not notebooks) beside it.
         for extra in src_path.parent.iterdir():
             if extra.is_file() and extra.suffix != ".ipynb" and not extra.name.startswith("."):
-                shutil.copy2(extra, work / extra.name)
-        runner = Runner(nb, work, timeout, total_timeout)
+                shutil.copy2(extra, folders["work"] / extra.name)
+        sandbox.prepare_packages(job)
+        stems = {}
+        for gid, probe in probes.items():
+            stem = folders["io"] / gid
+            wire.save(Path(f"{stem}.request"), {"calls": [
+                {"module": c.module, "args": c.args, "request": p.request} for c, p in zip(probe.calls, probe.plans)]})
+            stems[gid] = stem
+        for cell in nb.cells:
+            gid = grade_id(cell)
+            if gid in probes and is_grade(cell) and cell.cell_type == "code":
+                cell.source = PROBE_CELL.format(stem=str(stems[gid]))
+        keep = sandbox.descendants()
+        runner = Runner(nb, job, timeout, total_timeout)
         runs = runner.run()
+        swept = sandbox.kill_descendants(keep)  # whatever the submission left running (none, in a sandbox)
+        if swept:
+            report.flags.append(f"the submission left {swept} processes running after grading; they were killed")
         report.notes += runner.notes
-    report.tasks = score(nb, runs, src, total_timeout)
+        for gid, stem in stems.items():
+            try:
+                results[gid] = wire.load(Path(f"{stem}.result"))
+            except (wire.WireError, OSError) as err:
+                results[gid] = None
+                i = next((k for k, c in enumerate(nb.cells) if grade_id(c) == gid), None)
+                if i is not None and runs.get(i, CellRun("x")).status == "ok":
+                    report.flags.append(f"{NO_RESULT} '{gid}' ({_first_line(str(err))}): the submission may have "
+                                        "interfered with the grader")
+    after = sandbox.fingerprint(source_dir)
+    changed = sandbox.changed(before, after)
+    if changed:
+        raise IntegrityError("files the grader relies on changed while this submission was graded; no grade is "
+                             f"reported: {', '.join(changed[:10])}")
+    report.tasks = score(nb, runs, src, total_timeout, probes, results)
     if save_executed is not None:
-        nbformat.write(nb, str(save_executed))
+        sandbox.write_atomic(Path(save_executed), nbformat.writes(nb))
     report.elapsed_s = time.monotonic() - t0
     return report
 
@@ -841,10 +1160,16 @@ def cmd_grade(args: argparse.Namespace) -> int:
     except LookupError as err:
         print(str(err), file=sys.stderr)
         return 2
+    except IntegrityError as err:
+        print(f"REFUSED: {err}", file=sys.stderr)
+        return 3
     print(report.table())
     if args.json:
-        Path(args.json).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf8")
+        import sandbox
+
+        sandbox.write_atomic(Path(args.json), json.dumps(report.to_json(), indent=2) + "\n")
     return 0
+
 
 
 # --------------------------------------------------------------------------------------
