@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 # like `make test`. Values already in the environment win (to re-check the stored
 # outputs under other kernels); OPENBLAS_CORETYPE is never set here.
 
-.PHONY: all book test browser execute student student-book grade clean distclean
+.PHONY: all book test browser sandbox execute student student-book grade grade-batch clean distclean
 
 all: test book
 
@@ -33,7 +33,7 @@ book: $(STAMP)
 # after folding rounding-level noise per tests/nbval_sanitize.cfg).
 # --dist loadscope keeps all cells of a notebook on one xdist worker (they
 # share a kernel). Pointing at chapters/ keeps nbval out of _build/.
-test: $(STAMP) browser
+test: $(STAMP) browser sandbox
 	$(BIN)/python -m pytest -n auto --dist loadscope -rs \
 		--nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg \
@@ -47,6 +47,15 @@ browser:
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
 	  echo "WARNING: chromium is not installed and could not be; the browser tests will be SKIPPED" >&2; }
+
+# The coursework grader runs submissions in a bubblewrap sandbox (tools/sandbox.py).
+# Install it when missing and we may; otherwise the grader says "no sandbox" in every
+# report and the tests that would damage an unsandboxed checkout are SKIPPED.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } || \
+	  echo "WARNING: bubblewrap is not installed and could not be; submissions are graded without a sandbox" >&2; }
 
 # Re-run every notebook in _toc.yml in place (after changing rnnlib).
 execute: $(STAMP)
@@ -62,8 +71,12 @@ student: $(STAMP)
 student-book: $(STAMP)
 	$(BIN)/python tools/coursework.py site
 
-grade: $(STAMP)
+grade: $(STAMP) sandbox
 	$(BIN)/python tools/coursework.py grade $(NB)
+
+# A class: make grade-batch SUBMITTED=path/to/submitted OUT=path/to/gradebook
+grade-batch: $(STAMP) sandbox
+	$(BIN)/python tools/coursework.py batch $(SUBMITTED) --out $(OUT)
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis

@@ -1325,7 +1325,28 @@ def cmd_site(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------
 
+def _batch(before: list[str], rest: list[str]) -> int:
+    """``batch`` hands its arguments to tools/gradebook.py (a ``--source-dir`` given before it included)."""
+    import gradebook
+
+    if "--source-dir" in before and "--source-dir" not in rest:
+        i = before.index("--source-dir")
+        rest = rest + before[i:i + 2]
+    return gradebook.main(rest)
+
+
+def sandbox_available() -> bool:
+    """Is submissions' code run in a real sandbox here (bubblewrap)?"""
+    import sandbox
+
+    return sandbox.available()
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "batch" in argv:
+        i = argv.index("batch")
+        return _batch(argv[:i], argv[i + 1:])
     parser = argparse.ArgumentParser(prog="tools/coursework.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source-dir", default=str(SOURCE_DIR),
                         help="folder of the solution notebooks A<n>_<name>.ipynb (default: chapters/coursework)")
@@ -1346,6 +1367,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--assignment", help="the assignment (e.g. A1 or A1_rnn_step) if it cannot be inferred")
     p.add_argument("--save-executed", help="write the graded (restored and executed) notebook here")
     p.set_defaults(func=cmd_grade)
+
+    sub.add_parser("batch", help="grade a class: an nbgrader submitted/ folder (tools/gradebook.py; batch --help)")
 
     p = sub.add_parser("points", help="print the points table (Markdown)")
     p.set_defaults(func=cmd_points)
