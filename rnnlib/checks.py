@@ -2386,3 +2386,60 @@ def judge(plan_: Plan, result: Any) -> tuple[str | None, list[str]]:
 for _name, _value in list(globals().items()):
     if isinstance(_value, Task):
         _TASKS[_value.name] = _value
+
+
+# --------------------------------------------------------------------------------------
+# Refereed checks: the hidden tests plan and judge in a separate, isolated process
+# --------------------------------------------------------------------------------------
+
+
+def _refereed(check: str, objects: tuple, kwargs: dict[str, Any]) -> str | None:
+    """Diagnose in a referee process (rnnlib/referee.py): only ``collect`` runs in this process."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from . import wire
+
+    kwargs = {k: v for k, v in kwargs.items() if k != "seed"}  # the referee draws its own
+    with tempfile.TemporaryDirectory(prefix="rnn-referee-") as tmp:
+        folder = Path(tmp)
+        (folder / "spec.json").write_text(json.dumps({"check": check, "kwargs": kwargs}), encoding="utf8")
+        proc = subprocess.Popen([sys.executable, "-I", "-m", "rnnlib.referee", str(folder)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise AssertionError("the referee process did not start (see the error above)")
+            result = collect(wire.load(folder / "request"), *objects)
+            wire.save(folder / "result", result)
+            out, _ = proc.communicate("go\n", timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    verdict = json.loads(out.strip().splitlines()[-1])
+    _note_warnings(check, verdict.get("warnings") or [])
+    return verdict.get("diagnosis")
+
+
+def _with_referee(name: str) -> None:
+    original = globals()[name]
+    check = name[len("check_"):]
+
+    def refereed_check(*objects: Any, refereed: bool = False, **kwargs: Any) -> None:
+        if not refereed:
+            return original(*objects, **kwargs)
+        _raise(_refereed(check, objects, kwargs))
+
+    refereed_check.__name__ = refereed_check.__qualname__ = name
+    refereed_check.__doc__ = (original.__doc__ or "") + (
+        "\n\n    With ``refereed=True`` (the hidden tests), the probes are planned and judged in a separate "
+        "\n    process with a seed of its own (rnnlib/referee.py); only the learner's code runs here.")
+    globals()[name] = refereed_check
+
+
+for _name in [n for n in __all__ if n.startswith("check_")]:
+    _with_referee(_name)

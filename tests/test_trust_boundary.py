@@ -106,3 +106,16 @@ def test_a_kernel_that_lies_in_malformed_ways_is_refused_not_trusted():
                    {"outcomes": {p["label"]: {"kind": "weird"} for p in plan.request["probes"]}}):
         diagnosis, _ = C.judge(plan, result)
         assert diagnosis is not None, result
+
+
+def test_a_refereed_check_is_not_fooled_by_patches_in_the_learners_process(monkeypatch):
+    """The hidden tests' referee (rnnlib/referee.py) plans and judges in a fresh interpreter:
+    numpy's comparisons and torch's reference patched here change nothing there."""
+    import torch
+
+    wrong, right = a1.step_missing_b_ih, a1.correct_step
+    monkeypatch.setattr(np, "allclose", lambda *a, **k: True)
+    monkeypatch.setattr(torch.nn, "RNNCell", None)
+    with pytest.raises(AssertionError, match="b_ih is left out"):
+        C.check_rnn_step(wrong, extended=True, refereed=True)
+    C.check_rnn_step(right, extended=True, refereed=True)
