@@ -443,3 +443,44 @@ def test_nbgrader_course_round_trip(tmp_path, student_dir):
             theirs = {g.name: g.score for g in gb.find_submission_notebook(solution.stem, name, student).grades}
             ours_report = graded(course / "submitted" / student / name / solution.name)
             assert theirs == {t.grade_id: t.points for t in ours_report.tasks}, ours_report.table()
+
+
+# --------------------------------------------------------------------------------------
+# The sandbox, and grading without one
+# --------------------------------------------------------------------------------------
+
+def test_without_bubblewrap_the_report_says_no_sandbox_and_grades_the_same(tmp_path, monkeypatch):
+    """On a machine without bubblewrap (macOS, a locked-down container) grading still works, with
+    limits, a private copy of rnnlib and a process sweep, and every report says it was not sandboxed."""
+    import sandbox
+
+    monkeypatch.setattr(sandbox, "available", lambda: False)
+    right = graded(A0, source_dir=FIXTURES)
+    assert_complete(right, A0, full_marks(A0))
+    assert right.sandbox.startswith("none") and any(n.startswith("no sandbox") for n in right.notes)
+    wrong = graded(a0_with(tmp_path, "wrong", "def add_one(x):\n    return x + 2\n"), source_dir=FIXTURES)
+    assert_complete(wrong, A0, {"a0_add_one_tests": 0.0, "a0_square_tests": 3.0})
+    assert "add_one(0) returned 2, expected 1" in wrong.tasks[0].feedback
+
+
+@pytest.mark.skipif(not cw.sandbox_available(), reason="bubblewrap is not available on this machine")
+def test_the_sandboxed_kernel_sees_no_repository_and_cannot_write_or_reach_out(tmp_path):
+    """What the kernel sees, reported by a submission that looks around (it scores what it scores)."""
+    probe = ("import os, socket, json\n"
+             "seen = {'repo': sorted(os.listdir(%r)), 'home': os.environ['HOME']}\n"
+             "try:\n    open(%r, 'a')\n    seen['write'] = 'written'\nexcept OSError as e:\n    seen['write'] = e.errno\n"
+             "try:\n    socket.create_connection(('1.1.1.1', 80), timeout=2)\n    seen['net'] = 'connected'\n"
+             "except OSError as e:\n    seen['net'] = 'refused'\n"
+             "seen['ppid_visible'] = os.path.exists('/proc/%d')\n"
+             "raise AssertionError(json.dumps(seen))\n"
+             "def add_one(x):\n    return x + 1\n") % (str(ROOT), str(ROOT / "README.md"), os.getpid())
+    path = a0_with(tmp_path, "looks", probe)
+    report = graded(path, source_dir=FIXTURES, save_executed=tmp_path / "executed.ipynb")
+    executed = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
+    text = next(o["evalue"] for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                if o.get("output_type") == "error" and o.get("evalue", "").startswith("{"))
+    seen = json.loads(text)
+    assert "chapters" not in seen["repo"] and "tools" not in seen["repo"], seen
+    assert seen["write"] != "written" and seen["net"] == "refused" and not seen["ppid_visible"], seen
+    assert seen["home"] != os.environ.get("HOME")
+    assert report.sandbox.startswith("bubblewrap")

@@ -205,6 +205,9 @@ def kernel_argv(job: Path, limits: Limits, extra_ro: list[Path] = ()) -> list[st
         args += ["--ro-bind", str(path), str(path)]
     # the venv's python may be a symlink into the base installation: both are bound above
     args += ["--bind", str(job), str(job), "--chdir", str(job / "work")]
+    # the sandbox's own root (where bwrap made the mount points) read-only too: the job folder
+    # and /tmp are the only places the kernel can write
+    args += ["--remount-ro", "/"]
     return args + ["--"] + cmd
 
 
