@@ -54,7 +54,8 @@ browser:
 sandbox:
 	@command -v bwrap >/dev/null 2>&1 || { \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } || \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+	      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; }; }; } || \
 	  echo "WARNING: bubblewrap is not installed and could not be; submissions are graded without a sandbox" >&2; }
 
 # Re-run every notebook in _toc.yml in place (after changing rnnlib).

@@ -102,8 +102,12 @@ def save(stem: Path | str, value: Any) -> None:
     stem = Path(stem)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    _write(stem.with_suffix(".npz"), buf.getvalue())
-    _write(stem.with_suffix(".json"), json.dumps(tree).encode("utf8"))
+    _write(_named(stem, ".npz"), buf.getvalue())
+    _write(_named(stem, ".json"), json.dumps(tree).encode("utf8"))
+
+
+def _named(stem: Path, suffix: str) -> Path:
+    return stem.with_name(stem.name + suffix)  # not with_suffix: "a1.request" must become "a1.request.json"
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -138,10 +142,10 @@ def load(stem: Path | str, max_bytes: int = MAX_BYTES) -> Any:
     """Read what :func:`save` wrote, as plain data only (``allow_pickle=False``)."""
     stem = Path(stem)
     try:
-        tree = json.loads(_read(stem.with_suffix(".json"), max_bytes).decode("utf8"))
+        tree = json.loads(_read(_named(stem, ".json"), max_bytes).decode("utf8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise WireError(f"malformed JSON: {err}") from None
-    raw = _read(stem.with_suffix(".npz"), max_bytes)
+    raw = _read(_named(stem, ".npz"), max_bytes)
     arrays: dict[str, np.ndarray] = {}
     try:
         import zipfile

@@ -93,10 +93,11 @@ def test_no_expected_value_crosses_into_the_kernel(check):
                     assert not any(s.shape == a.shape and np.array_equal(s, a) for s in sent), (check, probe.label)
 
 
-def test_the_trained_model_targets_never_cross(tmp_path):
+def test_the_trained_models_held_out_data_never_cross(tmp_path):
+    """Neither the targets nor the held-out inputs (from which the adding problem's targets follow)."""
     plan = C.plan("trained_adding_model", seed=99, num=50)
-    y = plan.private["y"]
-    assert not any(a.shape == y.shape and np.array_equal(a, y) for a in _arrays(plan.request))
+    for secret in (plan.private["x"], plan.private["y"]):
+        assert not any(a.shape == secret.shape and np.array_equal(a, secret) for a in _arrays(plan.request))
 
 
 def test_a_kernel_that_lies_in_malformed_ways_is_refused_not_trusted():

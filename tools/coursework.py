@@ -16,16 +16,23 @@ shown to learners, and locked cells. This script works with or without an nbgrad
         inside chapters/.
 
     python tools/coursework.py grade SUBMISSION.ipynb [--json out.json] [--timeout 60]
-        Grades one submission locally. The submission file is only read. A copy has its
-        test cells and locked cells restored from the solution notebook by ``grade_id``
-        (nbgrader's OverwriteCells rule, including the hidden tests; deleted test cells
-        are put back), and is run in a fresh kernel in a temporary folder holding the
-        assignment's other files (as nbgrader's autograde does), every cell even after errors, with a
-        per-cell timeout (a cell that overruns is interrupted, or the kernel restarted and
-        the earlier cells replayed) and an overall time bound. Points per test cell follow
-        nbgrader's rule (``nbgrader.utils.determine_grade``: full points unless the cell
-        raised or wrote to stderr). Prints one line per task; exit code 0 whenever a
-        report was produced.
+        Grades one submission locally, without trusting its kernel. The submission file is
+        only read. A copy has its test and locked cells restored from the solution notebook
+        by ``grade_id`` (nbgrader's OverwriteCells rule; cells whose metadata an editor
+        stripped are matched by their cell id), and each test cell is replaced by a *probe*:
+        it evaluates the names the instructor's test cell checks and returns the learner's
+        outputs on inputs drawn from a secret seed, as plain data (rnnlib/grading.py,
+        rnnlib/wire.py). The notebook runs in a fresh kernel in a sandbox (tools/sandbox.py:
+        bubblewrap when available), every cell even after errors, with a per-cell timeout
+        and an overall time bound. The correct answers never enter the kernel: each task is
+        judged here by rnnlib.checks (full points or none). The report also carries flags
+        for a teacher (code that reaches for the grading machinery, a copy of the published
+        solution), says whether a sandbox was used, and is refused (exit code 3) if anything
+        the grader relies on changed during grading. Prints one line per task; exit code 0
+        whenever a report was produced.
+
+    python tools/coursework.py batch SUBMITTED --out OUT [--jobs N]
+        A whole class (nbgrader's submitted/<student>/<assignment>/ layout): see tools/gradebook.py.
 
     python tools/coursework.py points
         The points table (Markdown) read from the solution notebooks' metadata.
@@ -757,9 +764,11 @@ class Runner:
     """
 
     def __init__(self, nb: NotebookNode, job: Path, cell_timeout: float, total_timeout: float,
-                 limits: Any = None):
+                 limits: Any = None, before_cell: Any = None, after_cell: Any = None):
         import sandbox
 
+        self.before_cell = before_cell or (lambda index: None)  # e.g. put a probe's inputs in place
+        self.after_cell = after_cell or (lambda index: None)    # e.g. take its result away
         self.nb = nb
         self.job = job
         self.cell_timeout = cell_timeout
@@ -874,6 +883,7 @@ class Runner:
         watchdog = threading.Timer(remaining + 10, self._kill_kernel_process)
         watchdog.daemon = True
         watchdog.start()
+        self.before_cell(index)
         try:
             self._client.execute_cell(target, index)
         except DeadKernelError:
@@ -882,6 +892,7 @@ class Runner:
             return CellRun("died", type(err).__name__, str(err))
         finally:
             watchdog.cancel()
+            self.after_cell(index)
         if time.monotonic() > self.deadline + 5:
             return CellRun("not_run")
         reply = (self._last_reply or {}).get("content", {})
@@ -1111,32 +1122,58 @@ def grade(submission: Path, *, source_dir: Path = SOURCE_DIR, assignment: str | 
             if extra.is_file() and extra.suffix != ".ipynb" and not extra.name.startswith("."):
                 shutil.copy2(extra, folders["work"] / extra.name)
         sandbox.prepare_packages(job)
-        stems = {}
+        # Each probe's inputs are put in the job folder just before its cell runs, and its result
+        # (with the inputs) taken out right after: no cell can read another task's probe inputs,
+        # and no later cell can touch a result.
+        stems, requests, probe_cells = {}, {}, {}
         for gid, probe in probes.items():
-            stem = folders["io"] / gid
-            wire.save(Path(f"{stem}.request"), {"calls": [
-                {"module": c.module, "args": c.args, "request": p.request} for c, p in zip(probe.calls, probe.plans)]})
-            stems[gid] = stem
-        for cell in nb.cells:
+            stems[gid] = folders["io"] / gid
+            requests[gid] = {"calls": [{"module": c.module, "args": c.args, "request": p.request}
+                                       for c, p in zip(probe.calls, probe.plans)]}
+        for i, cell in enumerate(nb.cells):
             gid = grade_id(cell)
             if gid in probes and is_grade(cell) and cell.cell_type == "code":
                 cell.source = PROBE_CELL.format(stem=str(stems[gid]))
+                probe_cells[i] = gid
+        trusted = Path(tempfile.mkdtemp(prefix="rnn-results-"))
+
+        def put_inputs(index: int) -> None:
+            if index in probe_cells:
+                gid = probe_cells[index]
+                wire.save(Path(f"{stems[gid]}.request"), requests[gid])
+
+        def take_result(index: int) -> None:
+            if index not in probe_cells:
+                return
+            gid = probe_cells[index]
+            for suffix in (".request.json", ".request.npz"):
+                Path(f"{stems[gid]}{suffix}").unlink(missing_ok=True)
+            for suffix in (".result.json", ".result.npz"):
+                source, target = Path(f"{stems[gid]}{suffix}"), trusted / f"{gid}{suffix}"
+                target.unlink(missing_ok=True)
+                if source.is_symlink() or not source.is_file():
+                    source.unlink(missing_ok=True)
+                    continue
+                shutil.move(str(source), str(target))
+
         keep = sandbox.descendants()
-        runner = Runner(nb, job, timeout, total_timeout)
-        runs = runner.run()
-        swept = sandbox.kill_descendants(keep)  # whatever the submission left running (none, in a sandbox)
-        if swept:
-            report.flags.append(f"the submission left {swept} processes running after grading; they were killed")
-        report.notes += runner.notes
-        for gid, stem in stems.items():
-            try:
-                results[gid] = wire.load(Path(f"{stem}.result"))
-            except (wire.WireError, OSError) as err:
-                results[gid] = None
-                i = next((k for k, c in enumerate(nb.cells) if grade_id(c) == gid), None)
-                if i is not None and runs.get(i, CellRun("x")).status == "ok":
-                    report.flags.append(f"{NO_RESULT} '{gid}' ({_first_line(str(err))}): the submission may have "
-                                        "interfered with the grader")
+        runner = Runner(nb, job, timeout, total_timeout, before_cell=put_inputs, after_cell=take_result)
+        try:
+            runs = runner.run()
+            swept = sandbox.kill_descendants(keep)  # whatever the submission left running (none, in a sandbox)
+            if swept:
+                report.flags.append(f"the submission left {swept} processes running after grading; they were killed")
+            report.notes += runner.notes
+            for i, gid in probe_cells.items():
+                try:
+                    results[gid] = wire.load(trusted / f"{gid}.result")
+                except (wire.WireError, OSError) as err:
+                    results[gid] = None
+                    if runs.get(i, CellRun("x")).status == "ok":
+                        report.flags.append(f"{NO_RESULT} '{gid}' ({_first_line(str(err))}): the submission may "
+                                            "have interfered with the grader")
+        finally:
+            shutil.rmtree(trusted, ignore_errors=True)
     after = sandbox.fingerprint(source_dir)
     changed = sandbox.changed(before, after)
     if changed:

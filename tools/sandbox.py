@@ -131,22 +131,29 @@ def kernel_env(job: Path, numeric_env: dict[str, str]) -> dict[str, str]:
 # and replaces itself by ipykernel. RLIMIT_NPROC is per user, machine-wide, so the limit is
 # the user's current count plus the allowance.
 _LAUNCHER = """
-import os, resource, sys
+import os, sys
+try:
+    import resource
+except ImportError:  # Windows: no rlimits
+    resource = None
 lim = {lim!r}
 def cap(which, value):
+    if resource is None:
+        return
     try:
         soft, hard = resource.getrlimit(which)
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
         resource.setrlimit(which, (value, value))
     except (ValueError, OSError, AttributeError):
         pass
-if hasattr(resource, "RLIMIT_AS"):
-    cap(resource.RLIMIT_AS, lim["address_space"])
-cap(resource.RLIMIT_CPU, lim["cpu_seconds"])
-cap(resource.RLIMIT_FSIZE, lim["file_size"])
-cap(resource.RLIMIT_CORE, 0)
-cap(resource.RLIMIT_NOFILE, lim["open_files"])
-if hasattr(resource, "RLIMIT_NPROC"):
+if resource is not None:
+    if hasattr(resource, "RLIMIT_AS"):
+        cap(resource.RLIMIT_AS, lim["address_space"])
+    cap(resource.RLIMIT_CPU, lim["cpu_seconds"])
+    cap(resource.RLIMIT_FSIZE, lim["file_size"])
+    cap(resource.RLIMIT_CORE, 0)
+    cap(resource.RLIMIT_NOFILE, lim["open_files"])
+if resource is not None and hasattr(resource, "RLIMIT_NPROC"):
     uid = os.getuid()
     try:
         mine = sum(1 for p in os.listdir("/proc") if p.isdigit() and os.stat("/proc/" + p).st_uid == uid)
@@ -222,16 +229,24 @@ def _hash_tree(root: Path, out: dict[str, str], *, suffixes: tuple[str, ...] | N
     per grading). It cannot be forged by a process without root: any write or ``utime``
     sets the change time (``st_ctime``) to now, and only the clock's owner can set that.
     """
+    import stat as st_mod
+
     if not root.exists():
         return
-    for path in sorted(root.rglob("*")):
-        if path.is_symlink():
-            out[str(path)] = "symlink:" + os.readlink(path)
-        elif path.is_file() and (suffixes is None or path.suffix in suffixes):
-            st = path.stat()
-            out[str(path)] = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
-        elif path.is_dir() and suffixes is not None:
-            out[str(path) + "/"] = "dir"
+    for dirpath, dirnames, filenames in os.walk(root):  # os.walk + lstat: one system call per file
+        dirnames.sort()
+        if suffixes is not None:
+            out[dirpath + "/"] = "dir"
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if st_mod.S_ISLNK(st.st_mode):
+                out[path] = "symlink:" + os.readlink(path)
+            elif suffixes is None or os.path.splitext(name)[1] in suffixes:
+                out[path] = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
 
 
 def fingerprint(source_dir: Path) -> dict[str, str]:
@@ -251,6 +266,10 @@ def fingerprint(source_dir: Path) -> dict[str, str]:
         out[str(site_path) + "/*"] = ",".join(sorted(p.name for p in site_path.iterdir()))  # a new top-level module
         for name in ("nbgrader", "nbclient", "jupyter_client", "nbformat"):
             _hash_tree(site_path / name, out, suffixes=(".py", ".pyc"))
+        if not available():
+            # Without the read-only binds the kernel could rewrite any installed module (numpy,
+            # torch, ipykernel) that a later grading imports: take all of them (stat signatures).
+            _hash_tree(site_path, out, suffixes=(".py", ".pyc", ".so", ".pth"))
     startup = Path.home() / ".ipython" / "profile_default" / "startup"
     _hash_tree(startup, out)
     return out
