@@ -589,6 +589,63 @@ def suspicious_cells(nb: NotebookNode, src: NotebookNode) -> list[str]:
     return notes
 
 
+def off_limits_flags(nb: NotebookNode, probes: dict[str, "ProbePlan"]) -> list[str]:
+    """Flags on solution cells that refer to what their task forbids inside the graded functions.
+
+    The probes replace the library RNNs by recording stubs while the learner's function runs
+    (so a call fails the task), but those stubs live in the kernel; this check reads the
+    submitted code on the trusted side: a solution cell that mentions ``nn.RNN``, ``RNNCell``,
+    the course library's RNN code or autograd (A1-A3), or rnnlib's ready-made model and
+    trainers (A4), is for a teacher to look at.
+    """
+    import ast
+
+    from rnnlib import checks
+
+    names: set[str] = set()
+    modules: set[str] = set()
+    for probe in probes.values():
+        for plan in probe.plans:
+            task = checks._TASKS.get(getattr(plan, "request", {}).get("task", "")) if hasattr(plan, "request") else None
+            if task is not None and task.forbid:
+                names |= {qual.split(".")[0] for _, qual in task.forbid if not qual.startswith("_")}
+                names |= {"RNN", "RNNCell", "RNNBase"}
+                modules.add("rnnlib")
+                if any(mod == "torch.autograd" for mod, _ in task.forbid):
+                    names |= {"autograd"}
+            elif getattr(plan, "check", "") in ("adding_model", "train_step", "trained_adding_model"):
+                names |= {"TorchRNNRegressor", "NumpyRNNLM", "TorchRNNLM"}
+                modules |= {"rnnlib.train", "rnnlib.models"}
+    names -= {"backward", "forward", "grad"}
+    if not names and not modules:
+        return []
+    flags = []
+    for cell in nb.cells:
+        if not is_solution(cell) or cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse("\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!"))))
+        except SyntaxError:
+            continue
+        hits = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id in names:
+                hits.append(node.id)
+            elif isinstance(node, ast.Attribute) and node.attr in names:
+                hits.append(ast.unparse(node))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                for m in mods:
+                    if any(m == x or m.startswith(x + ".") for x in modules):
+                        hits.append(f"import {m}")
+                if isinstance(node, ast.ImportFrom) and node.module == "rnnlib":
+                    hits += [a.name for a in node.names if a.name in names or f"rnnlib.{a.name}" in modules]
+        if hits:
+            flags.append(f"review by hand: solution cell '{grade_id(cell)}' refers to "
+                         f"{', '.join(dict.fromkeys(hits))}, which the task does not allow inside the graded code")
+    return flags
+
+
 COPY_MIN_TOKENS = 40  # below this, the reference's code is the obvious answer (tools/similarity.py)
 
 
@@ -1110,6 +1167,7 @@ def grade(submission: Path, *, source_dir: Path = SOURCE_DIR, assignment: str | 
     report.flags += suspicious_cells(nb, src) + copied_solution_flags(nb, src)
     seed = secrets.randbelow(2**31 - 10**6) if seed is None else seed
     probes = _probe_plans(src, source_dir, seed)
+    report.flags += off_limits_flags(nb, probes)
     if not sandbox.available():
         report.notes.append("no sandbox: " + sandbox.NO_SANDBOX.split(": ", 1)[1])
     before = sandbox.fingerprint(source_dir)
