@@ -654,7 +654,10 @@ def copied_solution_flags(nb: NotebookNode, src: NotebookNode) -> list[str]:
     from tools import similarity
 
     mine = {grade_id(c): c.source for c in nb.cells if is_solution(c) and grade_id(c)}
-    ref = {grade_id(c): c.source for c in src.cells if is_solution(c) and grade_id(c)}
+    # A cell whose solution the task text dictates line by line (A4's model and training step)
+    # opts out in the solution notebook: every honest answer would match it.
+    ref = {grade_id(c): c.source for c in src.cells if is_solution(c) and grade_id(c)
+           and c.metadata.get(MARK, {}).get("copy_check", True)}
     matches = similarity.reference_matches(mine, ref, min_tokens=COPY_MIN_TOKENS)
     if not matches:
         return []
