@@ -654,8 +654,56 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
+LIBRARY_NAMES = frozenset({"torch", "rnnlib", "nn", "_VF", "autograd"})
+"""Names whose use inside A1-A3's graded code breaks the rule "NumPy only inside your functions"."""
+
+
+def library_uses(source: str) -> list[str]:
+    """The references to torch or the course library in ``source`` (by its syntax tree; comments and
+    strings do not count). Decided from the code, not by watching it run, so that a call the
+    stubs cannot catch (``torch.rnn_tanh_cell``, a builtin) is caught too."""
+    import ast
+    import textwrap
+
+    text = "\n".join(l for l in textwrap.dedent(source).splitlines() if not l.lstrip().startswith(("%", "!")))
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in LIBRARY_NAMES:
+            found.append(node.id)
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.split(".")[0] in ("torch", "rnnlib")]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("torch", "rnnlib"):
+            found.append(f"from {node.module} import ...")
+    return list(dict.fromkeys(found))
+
+
+def library_problem(name: str, uses: list[str]) -> str:
+    return (f"`{name}` uses {', '.join(f'`{u}`' for u in uses)} inside the graded code, which is off-limits in this "
+            "assignment: inside your functions, use NumPy only (the point is to write this computation yourself). "
+            "Use torch or rnnlib in a separate cell to compare results.")
+
+
+def _source_problem(task: Task, fn: Callable) -> str | None:
+    """The NumPy-only rule, read from the function's own source where Python can find it."""
+    import inspect
+
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        return None
+    uses = library_uses(source)
+    return library_problem(task.name, uses) if uses else None
+
+
 def _call(task: Task, fn: Callable, probe: Probe, arg_names: tuple[str, ...]) -> Outcome:
     """Call the learner's function on one probe and describe what came back (warnings caught and kept)."""
+    problem = _source_problem(task, fn)
+    if problem:
+        return Outcome(problem=problem, kind="off_limits")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         outcome = _call_inner(task, fn, probe, arg_names)

@@ -1080,6 +1080,9 @@ def score(nb: NotebookNode, runs: dict[int, CellRun], src: NotebookNode, total_t
                 break
             if is_solution(c) and c.cell_type == "code":
                 before.append(runs.get(j, CellRun("not_run")))
+        numpy_only = _numpy_only_problem(nb, i, probes[task.grade_id])
+        if run.status == "ok" and numpy_only:
+            run = CellRun("error", "AssertionError", numpy_only)
         if run.status == "ok":
             diagnosis, ename, caught = _judge_task(probes[task.grade_id], results.get(task.grade_id))
             if caught:
@@ -1110,6 +1113,26 @@ def score(nb: NotebookNode, runs: dict[int, CellRun], src: NotebookNode, total_t
                    else f"{run.ename}: {_strip_ansi(run.evalue)}".strip(": ") if run.ename else "")
         out.append(TaskResult(task.grade_id, 0.0, task.points, status, prefix + feedback, message))
     return out
+
+
+def _numpy_only_problem(nb: NotebookNode, test_index: int, probe: ProbePlan) -> str | None:
+    """A1-A3's rule "NumPy only inside your functions", decided on the trusted side from the code of the
+    solution cells this test follows (the kernel's own check of the same rule could be subverted)."""
+    from rnnlib import checks
+
+    tasks = [checks._TASKS.get(p.request.get("task", "")) for p in probe.plans if hasattr(p, "request")]
+    if not any(t is not None for t in tasks):
+        return None  # not a NumPy task (A4, the fixture)
+    name = next(t.name for t in tasks if t is not None)
+    for j in range(test_index - 1, -1, -1):
+        cell = nb.cells[j]
+        if is_grade(cell) and not is_solution(cell):
+            break
+        if is_solution(cell) and cell.cell_type == "code":
+            uses = checks.library_uses(cell.source)
+            if uses:
+                return checks.library_problem(name, uses)
+    return None
 
 
 def _probe_plans(src: NotebookNode, source_dir: Path, seed: int) -> dict[str, ProbePlan]:
