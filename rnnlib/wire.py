@@ -138,13 +138,18 @@ def _read(path: Path, max_bytes: int) -> bytes:
     return data
 
 
+def _constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")  # NaN and Infinity literals: pack() never writes them
+
+
 def load(stem: Path | str, max_bytes: int = MAX_BYTES) -> Any:
     """Read what :func:`save` wrote, as plain data only (``allow_pickle=False``)."""
     stem = Path(stem)
     try:
-        tree = json.loads(_read(_named(stem, ".json"), max_bytes).decode("utf8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise WireError(f"malformed JSON: {err}") from None
+        tree = json.loads(_read(_named(stem, ".json"), max_bytes).decode("utf8"),
+                          parse_constant=_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # ValueError: JSONDecodeError, huge ints
+        raise WireError(f"malformed JSON: {type(err).__name__}: {str(err)[:200]}") from None
     raw = _read(_named(stem, ".npz"), max_bytes)
     arrays: dict[str, np.ndarray] = {}
     try:
@@ -167,4 +172,7 @@ def load(stem: Path | str, max_bytes: int = MAX_BYTES) -> Any:
         raise
     except Exception as err:  # a corrupt or hostile .npz (ValueError for pickled objects, zip errors, ...)
         raise WireError(f"unreadable arrays: {type(err).__name__}: {err}") from None
-    return unpack(tree, arrays)
+    try:
+        return unpack(tree, arrays)
+    except RecursionError:
+        raise WireError("nested too deeply") from None

@@ -147,22 +147,18 @@ ATTACKS = [
     Attack("calls_library", hostile.calls_library, words=("off-limits",)),
     Attack("calls_torch_op", hostile.calls_torch_op, words=("off-limits",)),
     Attack("copies_library_function", hostile.copies_library_function, words=("off-limits",)),
+    Attack("result_json_bomb", hostile.result_json_bomb),
+    Attack("rewrite_result_after_probe", hostile.rewrite_result_after_probe, words=("off-limits",)),
 ]
 BY_NAME = {a.name: a for a in ATTACKS}
 
 # (test, attack) -> why it is expected to fail against the grader in this checkout (strict: a fix shows
 # up as XPASS, and the entry goes).
-XFAIL: dict[tuple[str, str], str] = {
-    ("score", "calls_torch_op"): (
-        "torch.rnn_tanh_cell is PyTorch's RNN cell under another name: the off-limits list names nn.RNN/"
-        "nn.RNNCell (and their forward), so rnn_step and rnn_forward get 7/10 with no flag"),
-    ("flag", "calls_torch_op"): "the review flags do not name torch.rnn_tanh_cell (nor torch._VF)",
-    ("score", "copies_library_function"): (
-        "a copy of rnnlib's function (types.FunctionType(f.__code__, ...)) escapes the call-through stubs, "
-        "which swap the original's __code__: 10/10 (flagged for review, but the points stand)"),
-    ("flag", "allocate_4gb"): (
-        "RLIMIT_AS is 6 GB, so a 4 GB allocation succeeds in the kernel and nothing is flagged"),
-}
+XFAIL: dict[tuple[str, str], str] = {}
+# Fixed since the gallery was written: torch.rnn_tanh_cell and copied library functions (the NumPy-only
+# rule read from the code; tampering withholds the points), the 4 GB allocation (3 GiB address space,
+# MemoryError flagged), the JSON bombs (wire.load refuses them), the result rewritten after its probe
+# cell (tampering: IPython events, rnnlib.checks._off_limits reassigned).
 
 
 def attack_params(test: str) -> list:

@@ -267,7 +267,7 @@ class TaskResult:
     grade_id: str
     points: float
     max_points: float
-    status: str  # passed | partial | failed | not_implemented | timed_out | not_run | error
+    status: str  # passed | partial | failed | not_implemented | timed_out | not_run | error | withheld
     feedback: str
     message: str = ""  # the full diagnosis or error message, if any
 
@@ -644,6 +644,70 @@ def off_limits_flags(nb: NotebookNode, probes: dict[str, "ProbePlan"]) -> list[s
             flags.append(f"review by hand: solution cell '{grade_id(cell)}' refers to "
                          f"{', '.join(dict.fromkeys(hits))}, which the task does not allow inside the graded code")
     return flags
+
+
+# What no honest answer does: reach into the interpreter's frames or code objects, IPython's input and
+# event hooks, the import system, or the grading machinery's private parts, or reassign what another
+# module exports. A submission that does is graded, and its points are withheld for a teacher.
+TAMPER_ATTRS = {
+    "__code__", "__globals__", "__closure__", "__builtins__", "_getframe", "f_back", "f_locals", "f_globals",
+    "f_code", "gi_frame", "tb_frame", "input_transformers_cleanup", "input_transformers_post", "ast_transformers",
+    "meta_path", "path_hooks", "path_importer_cache", "settrace", "setprofile", "register_magic_function",
+}
+TAMPER_ROOTS = {"rnnlib", "builtins", "__builtins__", "sys", "np", "numpy", "torch", "nn", "F", "importlib",
+                "IPython", "nbformat", "nbclient", "jupyter_client", "ipykernel"}
+GRADER_MODULES = ("rnnlib.grading", "rnnlib.wire", "rnnlib.referee", "tools", "coursework", "sandbox")
+
+
+def tampering(nb: NotebookNode, src: NotebookNode) -> list[str]:
+    """What in the learner's cells tampers with the grading machinery (empty for honest work)."""
+    import ast
+
+    found: list[str] = []
+    for i, cell in learner_cells(nb, src):
+        text = "\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!")))
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        rnnlib_names = {"rnnlib"}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                rnnlib_names |= {(a.asname or a.name.split(".")[0]) for a in node.names if a.name.startswith("rnnlib")}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rnnlib"):
+                rnnlib_names |= {(a.asname or a.name) for a in node.names}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in TAMPER_ATTRS:
+                found.append(f".{node.attr}")
+            elif (isinstance(node, ast.Attribute) and node.attr == "register" and isinstance(node.value, ast.Attribute)
+                  and node.value.attr == "events"):
+                found.append("IPython events.register")
+            elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                root = node
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                if isinstance(root, ast.Name) and root.id in rnnlib_names:
+                    found.append(ast.unparse(node))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                found += [f"import {m}" for m in mods if m.startswith(GRADER_MODULES)]
+            elif isinstance(node, (ast.Assign, ast.AugAssign, ast.Delete, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+                for target in targets:
+                    for sub in ast.walk(target):
+                        if isinstance(sub, ast.Attribute):
+                            root = sub
+                            while isinstance(root, ast.Attribute):
+                                root = root.value
+                            path = ast.unparse(sub)
+                            if (isinstance(root, ast.Name) and root.id in TAMPER_ROOTS | rnnlib_names
+                                    and not path.startswith("torch.backends.")):
+                                found.append(f"{path} = ...")
+                            break
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("setattr", "delattr")
+                  and node.args and isinstance(node.args[0], ast.Name) and node.args[0].id in TAMPER_ROOTS | rnnlib_names):
+                found.append(f"{node.func.id}({node.args[0].id}, ...)")
+    return list(dict.fromkeys(found))
 
 
 COPY_MIN_TOKENS = 40  # below this, the reference's code is the obvious answer (tools/similarity.py)
@@ -1080,7 +1144,7 @@ def score(nb: NotebookNode, runs: dict[int, CellRun], src: NotebookNode, total_t
                 break
             if is_solution(c) and c.cell_type == "code":
                 before.append(runs.get(j, CellRun("not_run")))
-        numpy_only = _numpy_only_problem(nb, i, probes[task.grade_id])
+        numpy_only = _numpy_only_problem(nb, src, probes[task.grade_id])
         if run.status == "ok" and numpy_only:
             run = CellRun("error", "AssertionError", numpy_only)
         if run.status == "ok":
@@ -1115,24 +1179,63 @@ def score(nb: NotebookNode, runs: dict[int, CellRun], src: NotebookNode, total_t
     return out
 
 
-def _numpy_only_problem(nb: NotebookNode, test_index: int, probe: ProbePlan) -> str | None:
-    """A1-A3's rule "NumPy only inside your functions", decided on the trusted side from the code of the
-    solution cells this test follows (the kernel's own check of the same rule could be subverted)."""
+def _numpy_only_problem(nb: NotebookNode, src: NotebookNode, probe: ProbePlan) -> str | None:
+    """A1-A3's rule "NumPy only inside your functions", decided on the trusted side from the code.
+
+    Starting from the graded names (``rnn_forward``), follow every name the code uses through
+    the learner's cells: functions defined there, module-level assignments, imports. If any of
+    that code uses torch or the course library (or a name imported from them), the task
+    breaks the rule, wherever the call is hidden: ``rnn_forward`` calling the learner's own
+    ``rnn_step`` that calls ``torch.rnn_tanh_cell``, or a copy of a library function made in
+    another cell. (The kernel's own check of the same rule reads only the graded function.)
+    """
+    import ast
+
     from rnnlib import checks
 
     tasks = [checks._TASKS.get(p.request.get("task", "")) for p in probe.plans if hasattr(p, "request")]
     if not any(t is not None for t in tasks):
         return None  # not a NumPy task (A4, the fixture)
     name = next(t.name for t in tasks if t is not None)
-    for j in range(test_index - 1, -1, -1):
-        cell = nb.cells[j]
-        if is_grade(cell) and not is_solution(cell):
-            break
-        if is_solution(cell) and cell.cell_type == "code":
-            uses = checks.library_uses(cell.source)
-            if uses:
-                return checks.library_problem(name, uses)
-    return None
+    defs: dict[str, list[Any]] = {}
+    imports: dict[str, str] = {}
+    for _, cell in learner_cells(nb, src):
+        text = "\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!")))
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                defs.setdefault(node.name, []).append(node)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:
+                    for sub in ast.walk(t):
+                        if isinstance(sub, ast.Name):
+                            defs.setdefault(sub.id, []).append(node)
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    imports[a.asname or a.name.split(".")[0]] = a.name
+            elif isinstance(node, ast.ImportFrom):
+                for a in node.names:
+                    imports[a.asname or a.name] = f"{node.module}.{a.name}"
+    todo = [a for call in probe.calls for a in call.args]
+    seen: set[str] = set()
+    uses: list[str] = []
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        module = imports.get(current, "")
+        if module.split(".")[0] in ("torch", "rnnlib"):
+            uses.append(f"{current} (from {module})")
+        for node in defs.get(current, []):
+            uses += checks.library_uses(ast.unparse(node))
+            todo += [n.id for n in ast.walk(node) if isinstance(n, ast.Name)]
+    uses = list(dict.fromkeys(uses))
+    return checks.library_problem(name, uses) if uses else None
 
 
 def _probe_plans(src: NotebookNode, source_dir: Path, seed: int) -> dict[str, ProbePlan]:
@@ -1251,7 +1354,7 @@ def grade(submission: Path, *, source_dir: Path = SOURCE_DIR, assignment: str | 
             for i, gid in probe_cells.items():
                 try:
                     results[gid] = wire.load(trusted / f"{gid}.result")
-                except (wire.WireError, OSError) as err:
+                except Exception as err:  # noqa: BLE001 - WireError, OSError, anything a hostile file causes
                     results[gid] = None
                     if runs.get(i, CellRun("x")).status == "ok":
                         report.flags.append(f"{NO_RESULT} '{gid}' ({_first_line(str(err))}): the submission may "
@@ -1264,6 +1367,14 @@ def grade(submission: Path, *, source_dir: Path = SOURCE_DIR, assignment: str | 
         raise IntegrityError("files the grader relies on changed while this submission was graded; no grade is "
                              f"reported: {', '.join(changed[:10])}")
     report.tasks = score(nb, runs, src, total_timeout, probes, results)
+    tampered = tampering(nb, src)
+    if tampered:
+        report.flags.insert(0, "POINTS WITHHELD for review: the submission tampers with the grading machinery ("
+                            + ", ".join(tampered[:8]) + "); a teacher must look at it")
+        for t in report.tasks:
+            t.message = t.message or t.feedback
+            t.feedback = f"withheld for review (tampering; as graded: {t.points:g} / {t.max_points:g}, {t.status})"
+            t.points, t.status = 0.0, "withheld"
     if save_executed is not None:
         sandbox.write_atomic(Path(save_executed), nbformat.writes(nb))
     report.elapsed_s = time.monotonic() - t0
