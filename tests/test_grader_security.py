@@ -150,6 +150,7 @@ ATTACKS = [
     Attack("result_json_bomb", hostile.result_json_bomb),
     Attack("rewrite_result_after_probe", hostile.rewrite_result_after_probe, words=("off-limits",)),
     Attack("obfuscated_answer_patch", hostile.obfuscated_answer_patch),
+    Attack("obfuscated_result_bomb", hostile.obfuscated_result_bomb),
 ]
 BY_NAME = {a.name: a for a in ATTACKS}
 
