@@ -61,11 +61,42 @@ def by_id(nb, gid):
     return next(c for c in nb.cells if cw.grade_id(c) == gid)
 
 
+_GRADED: dict[str, cw.Report] = {}
+
+
+def _content_key(path: Path, kwargs: dict) -> str:
+    """What grading depends on: the cells (type, text, nbgrader metadata, id) and the options.
+
+    Two files with the same cells get the same report (the grader's seed aside, which does not
+    change a verdict), so a submission graded once in this process is not graded again: the
+    nbgrader round trip compares against the reports of the solution and student fixtures.
+    """
+    raw = Path(path).read_bytes()
+    try:
+        nb = nbformat.reads(raw.decode("utf8"), as_version=4)
+        content = json.dumps([[c.cell_type, c.source, c.get("metadata", {}).get("nbgrader"), c.get("id")]
+                              for c in nb.cells] + [nb.metadata.get("rnn_course")], sort_keys=True, default=str)
+    except Exception:  # noqa: BLE001 - an unreadable file is keyed by its bytes
+        content = raw.hex()
+    import sandbox
+
+    options = json.dumps({k: str(v) for k, v in sorted(kwargs.items()) if k != "save_executed"})
+    options += f" sandbox={sandbox.available()}"
+    return hashlib.sha256((content + options).encode()).hexdigest()
+
+
 def graded(path: Path, **kwargs) -> cw.Report:
-    """Grade ``path`` and check the grader left the file's bytes alone."""
+    """Grade ``path`` (once per content and options in this process) and check the grader left the
+    file's bytes alone."""
+    import copy
+
     before = sha(path)
-    report = cw.grade(path, **kwargs)
+    key = _content_key(path, kwargs)
+    if key not in _GRADED or "save_executed" in kwargs:
+        _GRADED[key] = cw.grade(path, **kwargs)
     assert sha(path) == before, f"the grader modified the submission {path}"
+    report = copy.deepcopy(_GRADED[key])
+    report.submission = str(path)
     return report
 
 
@@ -290,10 +321,11 @@ A1_HOSTILE = {
                          {"a1_step_tests": "error", "a1_forward_tests": "failed"}, 60),
     "deletes_test_cells": (a1_deletes_test_cells, {"a1_step_tests": 3, "a1_forward_tests": 4, "a1_count_tests": 3},
                            {}, 60),
-    "redefines_checkers": (a1_redefines_checkers, {"a1_step_tests": 0, "a1_forward_tests": 0, "a1_count_tests": 3},
-                           {"a1_step_tests": "failed", "a1_forward_tests": "failed"}, 60),
-    "patches_reload": (a1_patches_reload, {"a1_step_tests": 0, "a1_forward_tests": 0, "a1_count_tests": 3},
-                       {"a1_step_tests": "failed", "a1_forward_tests": "failed"}, 60),
+    # tampering with the checkers withholds every task's points for review (count was right: 3 as graded)
+    "redefines_checkers": (a1_redefines_checkers, {"a1_step_tests": 0, "a1_forward_tests": 0, "a1_count_tests": 0},
+                           {"a1_step_tests": "withheld", "a1_count_tests": "withheld"}, 60),
+    "patches_reload": (a1_patches_reload, {"a1_step_tests": 0, "a1_forward_tests": 0, "a1_count_tests": 0},
+                       {"a1_step_tests": "withheld", "a1_count_tests": "withheld"}, 60),
     "edits_test_cell": (a1_edits_test_cell, {"a1_step_tests": 3, "a1_forward_tests": 4, "a1_count_tests": 0},
                         {"a1_count_tests": "failed"}, 60),
 }
@@ -323,7 +355,9 @@ def test_hostile_a1_submission_gets_a_complete_report_with_the_right_points(a1_h
         assert sum("was missing from the submission" in n for n in report.notes) == 2
     if name in ("redefines_checkers", "patches_reload"):
         assert any(f.startswith("review by hand: solution cell 'a1_step'") for f in report.flags), report.flags
-        assert "bias" in report.tasks[0].feedback, report.table()  # the real checker's diagnosis
+        assert "bias" in report.tasks[0].message, report.table()  # the real checker's diagnosis, kept
+        assert "as graded: 3 / 3" in report.tasks[2].feedback, report.table()
+        assert report.flags[0].startswith("POINTS WITHHELD"), report.flags
 
 
 def a0_with(tmp_path: Path, name: str, step_source: str | None = None, raw: str | None = None) -> Path:

@@ -30,10 +30,11 @@ from test_coursework import assert_complete, full_marks, graded  # noqa: E402
 
 NAMES = list(honest.SUBMISSIONS)
 
-# Fixed by the trusted grader (the [trusted-grader] commit); before it, these scored 7, 7 and 0
-# of 10: a4_float_loss (torch's UserWarning reached stderr during the test cell), a4_float64 (the
-# model test fed float32 batches to a float64 model), a1_metadata_stripped (without grade ids, the
-# test cells were restored at the top of the notebook, before the functions existed).
+# Fixed by the trusted grader (the [trusted-grader] commit); before it, float(loss) in train_step
+# cost Task 2 (torch's UserWarning reached stderr during the test cell), a float64 model cost Task 1
+# (the model test fed float32 batches to it) -- both are in a4_float64_float_loss -- and
+# a1_metadata_stripped scored 0/10 (without grade ids, the test cells were restored at the top of
+# the notebook, before the functions existed).
 
 # a1_metadata_stripped *is* the published solution: the copy check is right to flag it.
 EXPECTED_FLAGS = {"a1_metadata_stripped": "matches the course's published reference solution"}
@@ -82,6 +83,12 @@ def test_a_correct_submission_is_not_flagged_for_review(report_of, name):
     flags = list(getattr(report, "flags", [])) + [n for n in report.notes if n.startswith("review by hand")]
     expected = EXPECTED_FLAGS.get(name)
     assert all(expected and expected in f for f in flags), flags
+
+
+def test_a_warning_from_the_learners_code_is_shown_not_penalised(report_of):
+    _, report = report_of("a4_float64_float_loss")
+    step = next(t for t in report.tasks if t.grade_id == "a4_step_tests")
+    assert step.status == "passed" and "warning (not a failure): UserWarning" in step.feedback, report.table()
 
 
 def test_every_submission_rewrites_every_solution_cell():

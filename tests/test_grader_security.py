@@ -156,17 +156,12 @@ BY_NAME = {a.name: a for a in ATTACKS}
 
 # (test, attack) -> why it is expected to fail against the grader in this checkout (strict: a fix shows
 # up as XPASS, and the entry goes).
-XFAIL: dict[tuple[str, str], str] = {
-    ("score", "obfuscated_answer_patch"): (
-        "the kernel produces the data: one exec of a base64 blob replaces rnnlib.grading.answer (reached through "
-        "computed names, so the tampering scan sees only exec/__import__) by a wrapper that answers the probes "
-        "with rnnlib's implementations, stubs off; the learner's NumPy code is wrong, the data right: 10/10, "
-        "flagged only 'review by hand: exec, __import__' (points stand)"),
-}
+XFAIL: dict[tuple[str, str], str] = {}
 # Fixed since the gallery was written: torch.rnn_tanh_cell and copied library functions (the NumPy-only
 # rule read from the code; tampering withholds the points), the 4 GB allocation (3 GiB address space,
 # MemoryError flagged), the JSON bombs (wire.load refuses them), the result rewritten after its probe
-# cell (tampering: IPython events, rnnlib.checks._off_limits reassigned).
+# cell (tampering: IPython events, rnnlib.checks._off_limits reassigned), the obfuscated answer patch
+# (code built at run time: exec/eval/compile/__import__ withhold the points).
 
 
 def attack_params(test: str) -> list:

@@ -656,7 +656,9 @@ TAMPER_ATTRS = {
 }
 TAMPER_ROOTS = {"rnnlib", "builtins", "__builtins__", "sys", "np", "numpy", "torch", "nn", "F", "importlib",
                 "IPython", "nbformat", "nbclient", "jupyter_client", "ipykernel"}
-GRADER_MODULES = ("rnnlib.grading", "rnnlib.wire", "rnnlib.referee", "tools", "coursework", "sandbox")
+GRADER_MODULES = ("rnnlib.grading", "rnnlib.wire", "rnnlib.referee", "tools", "coursework", "sandbox", "importlib",
+                  "ctypes")
+TAMPER_CALLS = {"exec", "eval", "compile", "__import__"}  # code built at run time hides from every reading of it
 
 
 def tampering(nb: NotebookNode, src: NotebookNode) -> list[str]:
@@ -677,7 +679,9 @@ def tampering(nb: NotebookNode, src: NotebookNode) -> list[str]:
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rnnlib"):
                 rnnlib_names |= {(a.asname or a.name) for a in node.names}
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and node.attr in TAMPER_ATTRS:
+            if isinstance(node, ast.Name) and node.id in TAMPER_CALLS:
+                found.append(node.id)
+            elif isinstance(node, ast.Attribute) and node.attr in TAMPER_ATTRS:
                 found.append(f".{node.attr}")
             elif (isinstance(node, ast.Attribute) and node.attr == "register" and isinstance(node.value, ast.Attribute)
                   and node.value.attr == "events"):
