@@ -1298,6 +1298,7 @@ def grade(submission: Path, *, source_dir: Path = SOURCE_DIR, assignment: str | 
     nb, notes = restore_cells(sub_nb, src)
     report.notes += notes
     report.flags += suspicious_cells(nb, src) + copied_solution_flags(nb, src)
+    tampered = tampering(nb, src)  # read before the test cells become the grader's probes
     seed = secrets.randbelow(2**31 - 10**6) if seed is None else seed
     probes = _probe_plans(src, source_dir, seed)
     report.flags += off_limits_flags(nb, probes)
@@ -1371,7 +1372,6 @@ def grade(submission: Path, *, source_dir: Path = SOURCE_DIR, assignment: str | 
         raise IntegrityError("files the grader relies on changed while this submission was graded; no grade is "
                              f"reported: {', '.join(changed[:10])}")
     report.tasks = score(nb, runs, src, total_timeout, probes, results)
-    tampered = tampering(nb, src)
     if tampered:
         report.flags.insert(0, "POINTS WITHHELD for review: the submission tampers with the grading machinery ("
                             + ", ".join(tampered[:8]) + "); a teacher must look at it")
