@@ -51,6 +51,7 @@ from __future__ import annotations
 import copy
 import importlib
 import math
+import threading
 import traceback
 import types
 import warnings
@@ -635,8 +636,9 @@ def _mutated_arg(args: tuple, after: tuple, arg_names: tuple[str, ...]) -> str |
 
 
 def _run(task: Task, fn: Callable, probe: Probe, arg_names: tuple[str, ...]) -> Outcome:
-    if _SESSION is not None:  # planning or judging across the trust boundary: fn is not called here
-        return _SESSION.outcome(probe)
+    session = _current_session()
+    if session is not None:  # planning or judging across the trust boundary: fn is not called here
+        return session.outcome(probe)
     outcome = _call(task, fn, probe, arg_names)
     return outcome
 
@@ -883,8 +885,9 @@ def _explain_wrong(task: Task, probes: list[Probe], outcomes: list[Outcome], i: 
 
 
 def _diagnose(task: Task, fn: Any, probes: list[Probe], arg_names: tuple[str, ...]) -> str | None:
-    if _SESSION is not None and _SESSION.mode == "plan":
-        _SESSION.planned(task, probes, arg_names)
+    session = _current_session()
+    if session is not None and session.mode == "plan":
+        session.planned(task, probes, arg_names)
     if not callable(fn):
         return f"`{task.name}` should be a function, got {type(fn).__name__}: did you overwrite its name?"
     outcomes: list[Outcome] = []
@@ -2294,7 +2297,21 @@ class _Session:
         return copy.copy(o)
 
 
-_SESSION: _Session | None = None
+_LOCAL = threading.local()  # one planning/judging session per thread: graders may run several at once
+
+
+def _current_session() -> _Session | None:
+    return getattr(_LOCAL, "session", None)
+
+
+@contextmanager
+def _in_session(session: _Session) -> Iterator[_Session]:
+    previous = _current_session()
+    _LOCAL.session = session
+    try:
+        yield session
+    finally:
+        _LOCAL.session = previous
 
 
 def _placeholder(*args: Any, **kwargs: Any) -> Any:
@@ -2309,7 +2326,7 @@ def _note_warnings(name: str, caught: list[str]) -> None:
     warning such as torch's "Converting a tensor with requires_grad=True to a scalar" is not
     a wrong answer.
     """
-    if _SESSION is not None or not caught:
+    if _current_session() is not None or not caught:
         return
     seen = list(dict.fromkeys(caught))
     print(f"note: `{name}` raised {'a warning' if len(seen) == 1 else 'warnings'} while the tests called it "
@@ -2349,18 +2366,15 @@ def _diagnose_fn(check: str) -> Callable[..., str | None]:
 
 def plan(check: str, *, seed: int, extended: bool = False, **kwargs: Any) -> Plan:
     """Plan the probes of ``check_<check>`` (trusted side): inputs for the kernel, answers kept here."""
-    global _SESSION
     if check in _CUSTOM:
         request, private = _CUSTOM[check][0](seed=seed, extended=extended, **kwargs)
         return Plan(check, seed, extended, dict(kwargs), {"check": check, **request}, private)
     session = _Session("plan")
-    previous, _SESSION = _SESSION, session
-    try:
-        _diagnose_fn(check)(_placeholder, seed=seed, extended=extended, **kwargs)
-    except _Planned:
-        pass
-    finally:
-        _SESSION = previous
+    with _in_session(session):
+        try:
+            _diagnose_fn(check)(_placeholder, seed=seed, extended=extended, **kwargs)
+        except _Planned:
+            pass
     assert session.task is not None, f"check {check!r} did not plan any probe"
     request = {"check": check, "task": session.task.name, "arg_names": list(session.arg_names),
                "probes": [{"label": p.label, "args": p.args} for p in session.probes]}
@@ -2414,7 +2428,6 @@ def _outcome_from(data: Any) -> Outcome:
 def judge(plan_: Plan, result: Any) -> tuple[str | None, list[str]]:
     """Trusted side: the diagnosis of the kernel's ``result`` for ``plan_`` (``None`` when correct),
     and the warnings the learner's code raised."""
-    global _SESSION
     if plan_.check in _CUSTOM:
         return _CUSTOM[plan_.check][2](plan_, result)
     if isinstance(result, dict) and isinstance(result.get("not_callable"), str):
@@ -2423,12 +2436,8 @@ def judge(plan_: Plan, result: Any) -> tuple[str | None, list[str]]:
     if not isinstance(raw, dict):
         return "the grader could not read the result of the probes (malformed data)", []
     outcomes = {str(k): _outcome_from(v) for k, v in raw.items()}
-    session = _Session("replay", outcomes=outcomes)
-    previous, _SESSION = _SESSION, session
-    try:
+    with _in_session(_Session("replay", outcomes=outcomes)):
         diagnosis = _diagnose_fn(plan_.check)(_placeholder, seed=plan_.seed, extended=plan_.extended, **plan_.kwargs)
-    finally:
-        _SESSION = previous
     caught = list(dict.fromkeys(w for o in outcomes.values() for w in o.warnings))
     return diagnosis, caught[:5]
 

@@ -1348,11 +1348,14 @@ def grade(submission: Path, *, source_dir: Path = SOURCE_DIR, assignment: str | 
                     continue
                 shutil.move(str(source), str(target))
 
-        keep = sandbox.descendants()
+        # Without a sandbox, whatever the submission leaves running is swept after grading. (In the
+        # sandbox its PID namespace dies with it; no sweep, which also keeps concurrent gradings in
+        # one process out of each other's way.)
+        keep = None if sandbox.available() else sandbox.descendants()
         runner = Runner(nb, job, timeout, total_timeout, before_cell=put_inputs, after_cell=take_result)
         try:
             runs = runner.run()
-            swept = sandbox.kill_descendants(keep)  # whatever the submission left running (none, in a sandbox)
+            swept = sandbox.kill_descendants(keep) if keep is not None else 0
             if swept:
                 report.flags.append(f"the submission left {swept} processes running after grading; they were killed")
             report.notes += runner.notes
