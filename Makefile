@@ -39,6 +39,7 @@ JOBS ?= $(shell python3 -c 'import os; print((os.cpu_count() or 1) + 1)' 2>/dev/
 # --dist loadscope keeps all cells of a notebook on one xdist worker (they
 # share a kernel). Pointing at chapters/ keeps nbval out of _build/.
 test: $(STAMP) browser sandbox
+	$(BIN)/python -m compileall -q rnnlib tools >/dev/null  # bytecode written once, before the workers start
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadscope -rs \
 		--nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg \

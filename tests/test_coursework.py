@@ -148,8 +148,15 @@ def test_solution_code_lines_are_not_in_student_versions(student_dir):
 
 
 def run_student(argv: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, str(TOOL), "--source-dir", str(FIXTURES), "student", *argv],
-                          capture_output=True, text=True, cwd=ROOT)
+    """``coursework.py --source-dir FIXTURES student ARGV``, run in this process (its entry point,
+    ``main``, with stdout and stderr captured): the CLI's own process start is tested elsewhere."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cw.main(["--source-dir", str(FIXTURES), "student", *argv])
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def test_student_refuses_to_overwrite_a_hand_written_file(tmp_path):

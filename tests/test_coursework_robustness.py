@@ -194,7 +194,8 @@ def test_the_sandboxed_kernel_sees_no_repository_and_cannot_write_or_reach_out(t
     """What the kernel sees, reported by a submission that looks around (it scores what it scores)."""
     probe = ("import os, socket, json\n"
              "seen = {'repo': sorted(os.listdir(%r)), 'home': os.environ['HOME']}\n"
-             "try:\n    open(%r, 'a')\n    seen['write'] = 'written'\nexcept OSError as e:\n    seen['write'] = e.errno\n"
+             "try:\n    with open(%r, 'a') as f:\n        f.write('rnn-sandbox-escape')\n    seen['write'] = 'attempted'\n"
+             "except OSError as e:\n    seen['write'] = e.errno\n"
              "try:\n    socket.create_connection(('1.1.1.1', 80), timeout=2)\n    seen['net'] = 'connected'\n"
              "except OSError as e:\n    seen['net'] = 'refused'\n"
              "seen['ppid_visible'] = os.path.exists('/proc/%d')\n"
@@ -207,6 +208,9 @@ def test_the_sandboxed_kernel_sees_no_repository_and_cannot_write_or_reach_out(t
                 if o.get("output_type") == "error" and o.get("evalue", "").startswith("{"))
     seen = json.loads(text)
     assert "chapters" not in seen["repo"] and "tools" not in seen["repo"], seen
-    assert seen["write"] != "written" and seen["net"] == "refused" and not seen["ppid_visible"], seen
+    # the repository's README is not writable from inside (at most a throwaway path of the same name,
+    # when the checkout lies under /tmp, the sandbox's private /tmp)
+    assert b"rnn-sandbox-escape" not in (ROOT / "README.md").read_bytes(), seen
+    assert seen["net"] == "refused" and not seen["ppid_visible"], seen
     assert seen["home"] != os.environ.get("HOME")
     assert report.sandbox.startswith("bubblewrap")
