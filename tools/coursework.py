@@ -484,37 +484,53 @@ SUSPICIOUS_ATTRS = {
 MODULE_NAMES = {"np", "numpy", "torch", "nn", "F", "rnnlib", "sys", "os", "math", "random"}
 
 
-def _patched_names(tree: Any, imported: set[str]) -> list[str]:
-    """``np.allclose = ...``, ``torch.nn.RNN = ...``: assignments to attributes of modules."""
+def parse_cell(source: str) -> Any:
+    """A code cell's syntax tree, IPython magics and shell lines dropped; ``None`` if it does not parse."""
     import ast
 
-    hits = []
+    text = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    try:
+        return ast.parse(text)
+    except SyntaxError:
+        return None
+
+
+def assigned_attributes(tree: Any) -> list[tuple[str, str]]:
+    """``(root name, dotted path)`` of every attribute the code assigns or deletes: ``np.allclose = ...``
+    gives ``("np", "np.allclose")``."""
+    import ast
+
+    found = []
     for node in ast.walk(tree):
-        targets = []
         if isinstance(node, (ast.Assign, ast.Delete)):
             targets = node.targets
         elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
             targets = [node.target]
+        else:
+            continue
         for target in targets:
             for sub in ast.walk(target):
                 if isinstance(sub, ast.Attribute):
                     root = sub
                     while isinstance(root, ast.Attribute):
                         root = root.value
-                    if isinstance(root, ast.Name) and (root.id in imported or root.id in MODULE_NAMES):
-                        hits.append(f"{ast.unparse(sub)} = ...")
+                    if isinstance(root, ast.Name):
+                        found.append((root.id, ast.unparse(sub)))
                     break
-    return hits
+    return found
+
+
+def _patched_names(tree: Any, imported: set[str]) -> list[str]:
+    """``np.allclose = ...``, ``torch.nn.RNN = ...``: assignments to attributes of modules."""
+    return [f"{path} = ..." for root, path in assigned_attributes(tree) if root in imported or root in MODULE_NAMES]
 
 
 def code_findings(source: str, imported: set[str]) -> list[str]:
     """What in ``source`` reaches for the grading machinery (an empty list for ordinary code)."""
     import ast
 
-    text = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
+    tree = parse_cell(source)
+    if tree is None:
         return []
     found = _patched_names(tree, imported)
     for node in ast.walk(tree):
@@ -540,9 +556,8 @@ def _imported_names(nb: NotebookNode) -> set[str]:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        try:
-            tree = ast.parse("\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!"))))
-        except SyntaxError:
+        tree = parse_cell(cell.source)
+        if tree is None:
             continue
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -623,9 +638,8 @@ def off_limits_flags(nb: NotebookNode, probes: dict[str, "ProbePlan"]) -> list[s
     for cell in nb.cells:
         if not is_solution(cell) or cell.cell_type != "code":
             continue
-        try:
-            tree = ast.parse("\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!"))))
-        except SyntaxError:
+        tree = parse_cell(cell.source)
+        if tree is None:
             continue
         hits = []
         for node in ast.walk(tree):
@@ -667,10 +681,8 @@ def tampering(nb: NotebookNode, src: NotebookNode) -> list[str]:
 
     found: list[str] = []
     for i, cell in learner_cells(nb, src):
-        text = "\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!")))
-        try:
-            tree = ast.parse(text)
-        except SyntaxError:
+        tree = parse_cell(cell.source)
+        if tree is None:
             continue
         rnnlib_names = {"rnnlib"}
         for node in ast.walk(tree):
@@ -695,22 +707,11 @@ def tampering(nb: NotebookNode, src: NotebookNode) -> list[str]:
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 found += [f"import {m}" for m in mods if m.startswith(GRADER_MODULES)]
-            elif isinstance(node, (ast.Assign, ast.AugAssign, ast.Delete, ast.AnnAssign)):
-                targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
-                for target in targets:
-                    for sub in ast.walk(target):
-                        if isinstance(sub, ast.Attribute):
-                            root = sub
-                            while isinstance(root, ast.Attribute):
-                                root = root.value
-                            path = ast.unparse(sub)
-                            if (isinstance(root, ast.Name) and root.id in TAMPER_ROOTS | rnnlib_names
-                                    and not path.startswith("torch.backends.")):
-                                found.append(f"{path} = ...")
-                            break
             elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("setattr", "delattr")
                   and node.args and isinstance(node.args[0], ast.Name) and node.args[0].id in TAMPER_ROOTS | rnnlib_names):
                 found.append(f"{node.func.id}({node.args[0].id}, ...)")
+        found += [f"{path} = ..." for root, path in assigned_attributes(tree)
+                  if root in TAMPER_ROOTS | rnnlib_names and not path.startswith("torch.backends.")]
     return list(dict.fromkeys(found))
 
 
@@ -1204,10 +1205,8 @@ def _numpy_only_problem(nb: NotebookNode, src: NotebookNode, probe: ProbePlan) -
     defs: dict[str, list[Any]] = {}
     imports: dict[str, str] = {}
     for _, cell in learner_cells(nb, src):
-        text = "\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!")))
-        try:
-            tree = ast.parse(text)
-        except SyntaxError:
+        tree = parse_cell(cell.source)
+        if tree is None:
             continue
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
