@@ -12,33 +12,19 @@ Three levels, each usable on its own:
   the whole sequence. The input projection of all steps is one matrix product
   before the time loop (what cuDNN does); only ``h @ W_hh.T`` stays in the loop.
 * :class:`NumpyRNN`: the stack, with ``batch_first``, unbatched input,
-  bidirectional layers, dropout between layers and per-sequence lengths.
+  bidirectional layers, dropout between layers and per-sequence lengths; the stack itself
+  is :class:`rnnlib.stack.NumpyStack`, shared with the LSTM and the GRU.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from .params import (
-    DROPOUT_WARNING,
-    all_weight_names,
-    check_config,
-    check_dropout_at_forward,
-    check_flags,
-    check_h0_shape,
-    check_input_shape,
-    check_lengths,
-    check_state_dict,
-    dropout_warning_needed,
-    init_params,
-    param_name,
-    param_shapes,
-    to_numpy,
-)
+from .params import param_name
+from .stack import NumpyStack, States, dropout_mask  # noqa: F401  (dropout_mask: importable from here, as before)
 
 Array = np.ndarray
 
@@ -241,23 +227,12 @@ def layer_backward(d_out: Array, d_h_last: Array, cache: dict[str, Any]) -> tupl
 # --------------------------------------------------------------------------------------
 
 
-def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float, dtype: Any) -> Array:
-    """An inverted-dropout mask of ``shape``: 0 with probability ``p``, else ``1/(1-p)``.
-
-    At ``p = 1`` the mask is all zeros, as ``torch.nn.RNN`` gives: the layer above then
-    reads zeros, and the output is finite and the same on every call. The formula would
-    give ``0/0 = NaN`` everywhere. We match ``nn.RNN`` rather than refuse ``p = 1`` (the
-    constructor still does, as a likely slip): ``model.dropout = 1`` set after
-    construction is legal in PyTorch and its own tests rely on it.
-    """
-    if p >= 1.0:
-        return np.zeros(shape, dtype=dtype)
-    keep = rng.random(shape) >= p
-    return keep.astype(dtype) / (1.0 - p)
-
-
-class NumpyRNN:
+class NumpyRNN(NumpyStack):
     """A stacked Elman RNN in NumPy with ``torch.nn.RNN``'s constructor, names and semantics.
+
+    The stack (layouts, directions, dropout, lengths, checks, backward through the layers) is
+    :class:`rnnlib.stack.NumpyStack`'s; this class gives it the Elman cell, :func:`layer_forward`
+    and :func:`layer_backward`.
 
     Args:
         input_size: ``D``, features per time step.
@@ -281,6 +256,10 @@ class NumpyRNN:
         last_dropout_masks: the masks of the last forward pass, ``{layer: (T, N, H*dirs)}``.
     """
 
+    CONFIG = ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias", "batch_first", "dropout",
+              "bidirectional")
+    DEFAULTS = {"nonlinearity": "tanh", **NumpyStack.DEFAULTS}
+
     def __init__(
         self,
         input_size: int,
@@ -295,247 +274,25 @@ class NumpyRNN:
         dtype: Any = np.float64,
         seed: int | None = None,
     ) -> None:
-        check_config(input_size, hidden_size, num_layers, nonlinearity, dropout)
-        bias, batch_first, bidirectional = check_flags(bias, batch_first, bidirectional)
-        if dropout_warning_needed(dropout, num_layers):
-            warnings.warn(DROPOUT_WARNING.format(dropout=dropout, num_layers=num_layers), UserWarning, stacklevel=2)
-        self.dtype = np.dtype(dtype)
-        if self.dtype.kind != "f":
-            raise TypeError(f"dtype must be a floating type such as np.float64 or np.float32, got {self.dtype}")
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
+        self._setup(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, dropout, bidirectional,
+                    dtype, seed)
         self.nonlinearity = nonlinearity
-        self.bias = bias
-        self.batch_first = batch_first
-        self.dropout = float(dropout)
-        self.bidirectional = bidirectional
-        self.num_directions = 2 if bidirectional else 1
-        self.rng = np.random.default_rng(seed)
-        self.shapes = param_shapes(input_size, hidden_size, num_layers, bias, bidirectional)
-        self.params: dict[str, Array] = init_params(self.shapes, hidden_size, self.rng, self.dtype)
-        self.grads: dict[str, Array] = {}
-        self.training = True
-        self.last_dropout_masks: dict[int, Array] = {}
-        self._cache: dict[str, Any] | None = None
 
-    # -- torch-like conveniences ---------------------------------------------------------
+    def _layer_forward(
+        self, x: Array, state0: States, layer: int, reverse: bool, mask: Array | None
+    ) -> tuple[Array, States, dict[str, Any]]:
+        """:func:`layer_forward` with this layer's parameters: ``x (T, N, D_in)``, ``(h0 (N, H),)``."""
+        out, h_last, cache = layer_forward(
+            x, state0[0],
+            self.params[param_name("weight_ih", layer, reverse)], self.params[param_name("weight_hh", layer, reverse)],
+            self._bias("bias_ih", layer, reverse), self._bias("bias_hh", layer, reverse),
+            self.nonlinearity, reverse, mask,
+        )
+        return out, (h_last,), cache
 
-    def __repr__(self) -> str:
-        extra = [f"num_layers={self.num_layers}"] if self.num_layers != 1 else []
-        defaults = {"nonlinearity": "tanh", "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False}
-        extra += [f"{k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v]
-        return f"NumpyRNN({', '.join([str(self.input_size), str(self.hidden_size), *extra])})"
-
-    def train(self, mode: bool = True) -> "NumpyRNN":
-        """Training mode (dropout active). Returns ``self``, like ``nn.Module.train``."""
-        self.training = mode
-        return self
-
-    def eval(self) -> "NumpyRNN":
-        """Evaluation mode (no dropout). Returns ``self``."""
-        return self.train(False)
-
-    def state_dict(self) -> dict[str, Array]:
-        """Copies of the parameters, keyed like ``torch.nn.RNN.state_dict()``."""
-        return {k: v.copy() for k, v in self.params.items()}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load parameters from a ``torch.nn.RNN``/``TorchRNN`` state dict (tensors) or a dict of arrays.
-
-        Raises ``ValueError`` naming every missing, unexpected or mis-shaped entry.
-        """
-        arrays = check_state_dict(state_dict, self.shapes)
-        self.params = {k: np.array(arrays[k], dtype=self.dtype) for k in self.shapes}
-
-    @classmethod
-    def from_torch(cls, module: Any, *, dtype: Any = np.float64, seed: int | None = None) -> "NumpyRNN":
-        """A ``NumpyRNN`` with the configuration and weights of a ``torch.nn.RNN`` (or ``TorchRNN``)."""
-        model = cls(module.input_size, module.hidden_size, module.num_layers, module.nonlinearity,
-                    module.bias, module.batch_first, module.dropout, module.bidirectional, dtype=dtype, seed=seed)
-        model.load_state_dict(module.state_dict())
-        model.train(module.training)
-        return model
-
-    @property
-    def all_weights(self) -> list[list[Array]]:
-        """As ``nn.RNN.all_weights``: ``L*dirs`` lists (index ``layer*dirs + direction``) of
-        ``[weight_ih (H, D_in), weight_hh (H, H), bias_ih (H,), bias_hh (H,)]`` (the weights only without bias).
-
-        The arrays of :attr:`params` themselves, not copies (``nn.RNN`` returns its live parameters).
-        """
-        return [[self.params[name] for name in names]
-                for names in all_weight_names(self.num_layers, self.bias, self.bidirectional)]
-
-    def num_parameters(self) -> int:
-        """Total number of scalars in :attr:`params`."""
-        return sum(p.size for p in self.params.values())
-
-    def __call__(self, x: Any, h0: Any = None, **kwargs: Any) -> tuple[Array, Array]:
-        return self.forward(x, h0, **kwargs)
-
-    # -- forward ---------------------------------------------------------------------------
-
-    def _as_array(self, value: Any, what: str) -> Array:
-        arr = to_numpy(value)
-        if arr.dtype != self.dtype:
-            raise TypeError(
-                f"{what} has dtype {arr.dtype} but this NumpyRNN computes in {self.dtype}: "
-                f"convert it (e.g. .astype(np.{self.dtype})) or build NumpyRNN(..., dtype=np.{arr.dtype})"
-            )
-        return arr
-
-    def _bias(self, kind: str, layer: int, reverse: bool) -> Array | None:
-        """``bias_ih``/``bias_hh`` of one layer and direction, or ``None`` when ``bias=False``."""
-        return self.params.get(param_name(kind, layer, reverse))
-
-    def forward(
-        self,
-        x: Any,
-        h0: Any = None,
-        *,
-        lengths: Any = None,
-        dropout_masks: dict[int, Array] | None = None,
-    ) -> tuple[Array, Array]:
-        """Run the stack over a sequence.
-
-        Args:
-            x: ``(T, N, D)``, or ``(N, T, D)`` with ``batch_first``, or unbatched ``(T, D)``.
-                ``T >= 1``; ``N = 0`` (an empty batch) gives empty outputs, as in ``nn.RNN``.
-            h0: ``(L*dirs, N, H)`` (``(L*dirs, H)`` when unbatched), zeros when ``None``.
-            lengths: optional ``(N,)`` lengths of the sequences in a padded batch.
-                Matches ``nn.RNN`` on ``pack_padded_sequence(x, lengths)``, unpacked
-                with zeros past each end; ``h_n`` holds each sequence's own last state.
-            dropout_masks: reuse masks (``{layer: (T, N, H*dirs)}``, already scaled by
-                ``1/(1-p)``) instead of drawing new ones: how a gradient check holds
-                dropout fixed.
-
-        Returns:
-            ``output``: ``(T, N, H*dirs)`` (``(N, T, H*dirs)`` with ``batch_first``,
-            ``(T, H*dirs)`` unbatched), the top layer's state at every step, directions
-            concatenated ``[forward, backward]``; ``h_n``: ``(L*dirs, N, H)``
-            (``(L*dirs, H)`` unbatched), the last state of every layer and direction,
-            indexed ``layer*dirs + direction``.
-        """
-        x = self._as_array(x, "input")
-        batched, T, N = check_input_shape(x.shape, self.input_size, self.batch_first)
-        L, dirs, H = self.num_layers, self.num_directions, self.hidden_size
-        if h0 is None:
-            h0_3d = np.zeros((L * dirs, N, H), dtype=self.dtype)
-        else:
-            h0 = self._as_array(h0, "h0")
-            check_h0_shape(h0.shape, batched, L * dirs, N, H)
-            h0_3d = h0 if batched else h0[:, None, :]
-        mask = None
-        if lengths is not None:
-            lens = check_lengths(lengths, batched, T, N)
-            mask = np.arange(T)[:, None] < lens[None, :]  # (T, N)
-        if not batched:
-            x_tm = x[:, None, :]
-        else:
-            x_tm = x.transpose(1, 0, 2) if self.batch_first else x
-
-        if self.training and L > 1:
-            check_dropout_at_forward(self.dropout)  # model.dropout may have been set after construction
-        h_n = np.empty((L * dirs, N, H), dtype=self.dtype)
-        caches: list[list[dict[str, Any]]] = []
-        masks: dict[int, Array] = {}
-        layer_input = x_tm
-        for layer in range(L):
-            outs, layer_caches = [], []
-            for direction in range(dirs):
-                reverse = direction == 1
-                k = layer * dirs + direction
-                out, h_n[k], cache = layer_forward(
-                    layer_input, h0_3d[k],
-                    self.params[param_name("weight_ih", layer, reverse)],
-                    self.params[param_name("weight_hh", layer, reverse)],
-                    self._bias("bias_ih", layer, reverse), self._bias("bias_hh", layer, reverse),
-                    self.nonlinearity, reverse, mask,
-                )
-                outs.append(out)
-                layer_caches.append(cache)
-            layer_output = outs[0] if dirs == 1 else np.concatenate(outs, axis=-1)
-            if self.training and self.dropout > 0 and layer < L - 1:
-                if dropout_masks is not None:
-                    if layer not in dropout_masks:
-                        raise ValueError(f"dropout_masks has no mask for layer {layer}: expected one per layer "
-                                         f"below the top, keys {list(range(L - 1))}, got keys {sorted(dropout_masks)}")
-                    drop = np.asarray(dropout_masks[layer], dtype=self.dtype)
-                    if drop.shape != layer_output.shape:
-                        raise ValueError(f"dropout mask for layer {layer} must have shape {layer_output.shape}, "
-                                         f"got {drop.shape}")
-                else:
-                    drop = dropout_mask(self.rng, layer_output.shape, self.dropout, self.dtype)
-                masks[layer] = drop
-                layer_output = layer_output * drop
-            caches.append(layer_caches)
-            layer_input = layer_output
-
-        self.last_dropout_masks = masks
-        self._cache = {"caches": caches, "masks": masks, "batched": batched, "T": T, "N": N, "D": x.shape[-1]}
-        # A copy: the top layer's states are also backward's cache, and a caller who edits
-        # the output in place must not change the gradients.
-        output = layer_input.copy()
-        if not batched:
-            return output[:, 0, :], h_n[:, 0, :]
-        return (output.transpose(1, 0, 2) if self.batch_first else output), h_n
-
-    # -- backward --------------------------------------------------------------------------
-
-    def backward(self, d_output: Any, d_h_n: Any = None) -> tuple[Array, Array]:
-        """Backpropagation through time through the whole stack, for the last :meth:`forward`.
-
-        Args:
-            d_output: gradient of the loss w.r.t. ``output``, same shape as ``output``.
-            d_h_n: gradient w.r.t. ``h_n``, same shape as ``h_n``; zeros when ``None``.
-
-        Returns:
-            ``d_input`` (the input's shape and layout) and ``d_h0`` (``h0``'s shape,
-            also when ``h0`` was ``None``: the gradient w.r.t. the zero initial state).
-            Fills :attr:`grads` with one array per parameter, keyed like :attr:`params`.
-        """
-        if self._cache is None:
-            raise ValueError("backward() needs a forward() first: there is no stored forward pass to differentiate")
-        c = self._cache
-        L, dirs, H = self.num_layers, self.num_directions, self.hidden_size
-        T, N, batched = c["T"], c["N"], c["batched"]
-        out_shape: tuple[int, ...] = (T, N, H * dirs) if not self.batch_first else (N, T, H * dirs)
-        hn_shape: tuple[int, ...] = (L * dirs, N, H)
-        if not batched:
-            out_shape, hn_shape = (T, H * dirs), (L * dirs, H)
-        d_output = self._as_array(d_output, "d_output")
-        if d_output.shape != out_shape:
-            raise ValueError(f"d_output must have the shape of output, {out_shape}, got {d_output.shape}")
-        if d_h_n is None:
-            d_hn = np.zeros((L * dirs, N, H), dtype=self.dtype)
-        else:
-            d_h_n = self._as_array(d_h_n, "d_h_n")
-            if d_h_n.shape != hn_shape:
-                raise ValueError(f"d_h_n must have the shape of h_n, {hn_shape}, got {d_h_n.shape}")
-            d_hn = d_h_n if batched else d_h_n[:, None, :]
-        if not batched:
-            d_layer_output = d_output[:, None, :]
-        else:
-            d_layer_output = d_output.transpose(1, 0, 2) if self.batch_first else d_output
-
-        grads: dict[str, Array] = {}
-        d_h0 = np.empty((L * dirs, N, H), dtype=self.dtype)
-        for layer in range(L - 1, -1, -1):
-            if layer in c["masks"]:  # through the dropout between this layer and the next
-                d_layer_output = d_layer_output * c["masks"][layer]
-            d_input = None
-            for direction in range(dirs):
-                reverse = direction == 1
-                k = layer * dirs + direction
-                dx, d_h0[k], g = layer_backward(
-                    d_layer_output[..., direction * H:(direction + 1) * H], d_hn[k], c["caches"][layer][direction]
-                )
-                d_input = dx if d_input is None else d_input + dx
-                for kind, value in g.items():
-                    grads[param_name(kind, layer, reverse)] = value
-            d_layer_output = d_input
-        self.grads = {k: grads[k] for k in self.params}  # in the parameters' order
-        if not batched:
-            return d_layer_output[:, 0, :], d_h0[:, 0, :]
-        return (d_layer_output.transpose(1, 0, 2) if self.batch_first else d_layer_output), d_h0
+    def _layer_backward(
+        self, d_out: Array, d_state_last: States, cache: dict[str, Any]
+    ) -> tuple[Array, States, dict[str, Array]]:
+        """:func:`layer_backward`: ``d_out (T, N, H)``, ``(d_h_last (N, H),)`` -> ``dx``, ``(dh0,)``, grads."""
+        dx, dh0, grads = layer_backward(d_out, d_state_last[0], cache)
+        return dx, (dh0,), grads

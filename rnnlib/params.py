@@ -14,6 +14,12 @@ name                   shape
 ``..._reverse``        the same, for the backward direction of a bidirectional RNN
 =====================  ==========================================================
 
+The gated cells stack ``G`` gate blocks in the rows (``G = 4`` for the LSTM's ``i, f, g, o``,
+``G = 3`` for the GRU's ``r, z, n``): ``weight_ih_l{k}`` is ``(G*H, D_in)``, ``weight_hh_l{k}``
+``(G*H, H)`` and the biases ``(G*H,)``. An LSTM with ``proj_size = P > 0`` adds
+``weight_hr_l{k}`` of shape ``(P, H)``, its state ``h`` is ``P`` wide (so ``weight_hh`` is
+``(4H, P)`` and a layer above reads ``P*dirs`` features), and its cell state ``c`` stays ``H`` wide.
+
 The module also holds the checks of constructor arguments and of the shapes of
 ``input``/``h0``, shared by both implementations so that they fail the same way,
 with a message that says what was expected and what came.
@@ -29,6 +35,7 @@ import numpy as np
 
 NONLINEARITIES = ("tanh", "relu")
 KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+PROJECTION = "weight_hr"  # an LSTM's projection, registered after the biases (nn.LSTM's order)
 
 
 def param_name(kind: str, layer: int, reverse: bool = False) -> str:
@@ -42,35 +49,48 @@ def param_shapes(
     num_layers: int = 1,
     bias: bool = True,
     bidirectional: bool = False,
+    *,
+    gates: int = 1,
+    proj_size: int = 0,
 ) -> dict[str, tuple[int, ...]]:
     """Every parameter's name and shape, in ``torch.nn.RNN``'s registration order.
 
     The order (layer by layer, forward direction before reverse, then
-    ``weight_ih, weight_hh, bias_ih, bias_hh``) matters: PyTorch initialises the
-    parameters in this order, so drawing them in the same order from the same
-    seeded generator gives the same weights.
+    ``weight_ih, weight_hh, bias_ih, bias_hh`` and, for a projected LSTM, ``weight_hr``)
+    matters: PyTorch initialises the parameters in this order, so drawing them in the
+    same order from the same seeded generator gives the same weights.
+
+    Args:
+        gates: ``G``, gate blocks stacked in the rows: 1 (Elman), 3 (GRU), 4 (LSTM).
+        proj_size: ``P``, an LSTM's projection of ``h`` (0: none); the state is then ``P`` wide.
     """
     num_directions = 2 if bidirectional else 1
+    state_size = proj_size if proj_size > 0 else hidden_size  # the width of h, what the layer outputs
+    rows = gates * hidden_size
     shapes: dict[str, tuple[int, ...]] = {}
     for layer in range(num_layers):
-        layer_input = input_size if layer == 0 else hidden_size * num_directions
+        layer_input = input_size if layer == 0 else state_size * num_directions
         for direction in range(num_directions):
             reverse = direction == 1
-            shapes[param_name("weight_ih", layer, reverse)] = (hidden_size, layer_input)
-            shapes[param_name("weight_hh", layer, reverse)] = (hidden_size, hidden_size)
+            shapes[param_name("weight_ih", layer, reverse)] = (rows, layer_input)
+            shapes[param_name("weight_hh", layer, reverse)] = (rows, state_size)
             if bias:
-                shapes[param_name("bias_ih", layer, reverse)] = (hidden_size,)
-                shapes[param_name("bias_hh", layer, reverse)] = (hidden_size,)
+                shapes[param_name("bias_ih", layer, reverse)] = (rows,)
+                shapes[param_name("bias_hh", layer, reverse)] = (rows,)
+            if proj_size > 0:
+                shapes[param_name(PROJECTION, layer, reverse)] = (proj_size, hidden_size)
     return shapes
 
 
-def all_weight_names(num_layers: int, bias: bool = True, bidirectional: bool = False) -> list[list[str]]:
+def all_weight_names(
+    num_layers: int, bias: bool = True, bidirectional: bool = False, *, proj: bool = False
+) -> list[list[str]]:
     """``nn.RNN._all_weights``: one list per layer and direction (index ``layer*dirs + direction``).
 
     Each list is ``[weight_ih, weight_hh, bias_ih, bias_hh]`` (the two weights only
-    when ``bias=False``), the order of ``nn.RNN.all_weights``.
+    when ``bias=False``; ``weight_hr`` last for a projected LSTM), the order of ``nn.RNN.all_weights``.
     """
-    kinds = KINDS if bias else KINDS[:2]
+    kinds = (KINDS if bias else KINDS[:2]) + ((PROJECTION,) if proj else ())
     return [
         [param_name(kind, layer, direction == 1) for kind in kinds]
         for layer in range(num_layers)
@@ -157,6 +177,24 @@ def check_config(
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
 
+def check_proj_size(proj_size: Any, hidden_size: int) -> int:
+    """An LSTM's ``proj_size``: an int in ``[0, hidden_size)``, refused with ``torch.nn.LSTM``'s messages."""
+    if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)):
+        raise TypeError(f"proj_size must be an int, got {type(proj_size).__name__} ({proj_size!r})")
+    if proj_size < 0:
+        raise ValueError(f"proj_size should be a positive integer or zero to disable projections, got {proj_size}")
+    if proj_size >= hidden_size:
+        raise ValueError(f"proj_size has to be smaller than hidden_size, got proj_size={proj_size} "
+                         f"and hidden_size={hidden_size}")
+    return int(proj_size)
+
+
+def refuse_proj_size(proj_size: Any) -> None:
+    """A GRU (or Elman RNN) has no projection: ``torch.nn.GRU(..., proj_size=2)`` raises this ``ValueError``."""
+    if proj_size != 0:
+        raise ValueError(f"proj_size argument is only supported for LSTM, not RNN or GRU (got proj_size={proj_size!r})")
+
+
 FLAGS = ("bias", "batch_first", "bidirectional")
 
 
@@ -234,28 +272,32 @@ def check_input_shape(
     return batched, T, N
 
 
-def check_h0_shape(shape: tuple[int, ...], batched: bool, num_states: int, batch: int, hidden_size: int) -> None:
+def check_h0_shape(
+    shape: tuple[int, ...], batched: bool, num_states: int, batch: int, hidden_size: int,
+    name: str = "h0", size_name: str = "H",
+) -> None:
     """``h0`` must be ``(L*dirs, N, H)`` for batched input and ``(L*dirs, H)`` for unbatched input.
 
-    ``h0`` is never batch-first, whatever ``batch_first`` says (as in PyTorch).
+    ``h0`` is never batch-first, whatever ``batch_first`` says (as in PyTorch). ``name`` and
+    ``size_name`` name the state in the message (an LSTM's ``c0``; ``P`` for a projected ``h0``).
     """
     if batched:
         expected: tuple[int, ...] = (num_states, batch, hidden_size)
         if len(shape) != 3:
             raise ValueError(
-                f"for batched 3-D input, h0 must be 3-D (num_layers*num_directions, N, H) = {expected}, "
+                f"for batched 3-D input, {name} must be 3-D (num_layers*num_directions, N, {size_name}) = {expected}, "
                 f"got a {len(shape)}-D array of shape {tuple(shape)}"
             )
     else:
         expected = (num_states, hidden_size)
         if len(shape) != 2:
             raise ValueError(
-                f"for unbatched 2-D input, h0 must be 2-D (num_layers*num_directions, H) = {expected}, "
+                f"for unbatched 2-D input, {name} must be 2-D (num_layers*num_directions, {size_name}) = {expected}, "
                 f"got a {len(shape)}-D array of shape {tuple(shape)}"
             )
     if tuple(shape) != expected:
         raise ValueError(
-            f"h0 must have shape (num_layers*num_directions, {'N, ' if batched else ''}H) = {expected}, "
+            f"{name} must have shape (num_layers*num_directions, {'N, ' if batched else ''}{size_name}) = {expected}, "
             f"got {tuple(shape)}"
         )
 
