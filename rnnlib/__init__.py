@@ -3,6 +3,7 @@
 * :class:`NumpyRNN`: pure NumPy, forward and hand-written backward (BPTT).
 * :class:`TorchRNN`: an ``nn.Module`` built from tensor operations, autograd-friendly.
 * :class:`NumpyLSTM` / :class:`TorchLSTM`: the same for ``torch.nn.LSTM`` (``proj_size`` included).
+* :class:`NumpyGRU` / :class:`TorchGRU`: the same for ``torch.nn.GRU``.
 * :mod:`rnnlib.stack` / :mod:`rnnlib.torch_stack`: the stack (layers, directions, dropout,
   lengths, checks) shared by every cell.
 * :func:`rnn_cell_forward` / :func:`rnn_cell_backward`: one step with an explicit cache.
@@ -25,11 +26,13 @@ per-step loss around a stack), :mod:`~rnnlib.gradient_flow`, :mod:`~rnnlib.resid
 from .clipping import clip_grad_norm
 from .data import CharVocab, adding_problem, load_corpus
 from .gradcheck import check_rnn_gradients, numerical_gradient, numerical_gradient_array, rel_error
+from .gru import NumpyGRU
 from .lstm import NumpyLSTM
 from .numpy_rnn import NumpyRNN, layer_backward, layer_forward, rnn_cell_backward, rnn_cell_forward
 from .models import NumpyRNNLM, TorchRNNLM, TorchRNNRegressor
 from .optim import SGD, Adam
 from .params import num_parameters, param_name, param_shapes
+from .torch_gru import TorchGRU
 from .torch_lstm import TorchLSTM
 from .torch_rnn import TorchRNN
 
@@ -37,6 +40,7 @@ __all__ = [
     "SGD",
     "Adam",
     "CharVocab",
+    "NumpyGRU",
     "NumpyLSTM",
     "NumpyRNN",
     "NumpyRNNLM",
@@ -45,6 +49,7 @@ __all__ = [
     "adding_problem",
     "clip_grad_norm",
     "load_corpus",
+    "TorchGRU",
     "TorchLSTM",
     "TorchRNN",
     "check_rnn_gradients",
