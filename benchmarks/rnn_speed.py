@@ -19,11 +19,13 @@ output gradient ``G``, are in eval mode, and compute in float32. Four things are
 
 Each repeat runs the four once, in a shuffled order, so that a burst of load from other programs
 slows all of them alike and neither library always runs right after the other; the table shows the
-median over the repeats (``time.perf_counter``) and the NumPy/torch ratios. On a shared machine timings
+median over the repeats (``time.perf_counter``) and the NumPy/torch ratios. The timing and the thread
+control are ``rnnlib.timing``'s, which chapter 11 of the book uses as well. On a shared machine timings
 are noisy: raise ``--repeats`` and compare several runs.
 
 Threads. By default both libraries use one thread (``--threads 1``): torch through
-``torch.set_num_threads``, NumPy's OpenBLAS through its own ``openblas_set_num_threads``. The per-step
+``torch.set_num_threads``, NumPy's OpenBLAS through its own ``openblas_set_num_threads``
+(``rnnlib.timing.set_numpy_blas_threads``). The per-step
 products are too small to gain much from a second thread, and on a machine whose cores are busy with
 other work, a multi-threaded library waits at every step for all its threads to be scheduled, which
 times the machine's load rather than the library. Worse, in one process the two thread pools compete:
@@ -54,12 +56,8 @@ outweighs Python's loop overhead, which is why NumPy can be faster than torch th
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
-import random
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -68,6 +66,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from rnnlib.numpy_rnn import NumpyRNN  # noqa: E402
+from rnnlib.timing import median_times, numpy_blas_name, set_numpy_blas_threads  # noqa: E402
 
 MEDIUM = (100, 32, 64, 128, 2)  # the size the goals are set at
 LARGE = (100, 64, 256, 512, 2)
@@ -92,75 +91,12 @@ def fmt_size(size: tuple[int, ...]) -> str:
     return "x".join(map(str, size))
 
 
-# --------------------------------------------------------------------------------------
-# NumPy's BLAS threads (threadpoolctl does this; it is not installed, so call OpenBLAS directly)
-# --------------------------------------------------------------------------------------
-
-
-def _openblas() -> ctypes.CDLL | None:
-    """The OpenBLAS library NumPy loaded, found in this process's memory map (Linux only)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.split()[-1].lower()}
-    except OSError:
-        return None
-    for path in sorted(paths):
-        try:
-            return ctypes.CDLL(path)
-        except OSError:
-            continue
-    return None
-
-
-def _openblas_function(lib: ctypes.CDLL | None, action: str) -> Callable | None:
-    """``openblas_get_num_threads`` or its ``scipy_openblas`` (64-bit integer build) spelling."""
-    if lib is None:
-        return None
-    for name in (f"openblas_{action}_num_threads", f"scipy_openblas_{action}_num_threads64_",
-                 f"openblas_{action}_num_threads64_"):
-        if hasattr(lib, name):
-            return getattr(lib, name)
-    return None
-
-
-def numpy_blas_name() -> str:
-    """Name and version of NumPy's BLAS, from ``np.show_config``."""
-    try:
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
-    except Exception:  # the layout of show_config is not a stable API
-        return "unknown"
-
-
-def set_numpy_blas_threads(n: int) -> int | None:
-    """Set OpenBLAS's thread count; return the count it reports (``None`` if it cannot be reached)."""
-    lib = _openblas()
-    setter, getter = _openblas_function(lib, "set"), _openblas_function(lib, "get")
-    if setter is not None:
-        setter(ctypes.c_int(n))
-    return int(getter()) if getter is not None else None
-
-
-# --------------------------------------------------------------------------------------
-# Timing
-# --------------------------------------------------------------------------------------
-
-
 def time_interleaved(functions: dict[str, Callable[[], object]], repeats: int, warmup: int = 3) -> dict[str, float]:
-    """Median wall time in ms of each function, running all of them once per repeat in a shuffled order."""
-    for _ in range(warmup):
-        for f in functions.values():
-            f()
-    order = list(functions)
-    shuffler = random.Random(0)
-    samples: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):
-        shuffler.shuffle(order)
-        for name in order:
-            start = time.perf_counter()
-            functions[name]()
-            samples[name].append(time.perf_counter() - start)
-    return {name: 1e3 * statistics.median(s) for name, s in samples.items()}
+    """Median wall time in ms of each function, all of them run once per repeat in a shuffled order.
+
+    ``rnnlib.timing.median_times``, the helper chapter 11 uses too, in milliseconds.
+    """
+    return {name: 1e3 * seconds for name, seconds in median_times(functions, repeats, warmup).items()}
 
 
 class Case:
