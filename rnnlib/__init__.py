@@ -1,4 +1,4 @@
-"""rnnlib: stacked Elman RNNs from scratch, at parity with ``torch.nn.RNN``.
+"""rnnlib: stacked RNNs from scratch (Elman, LSTM, GRU), at parity with ``torch.nn.RNN``/``LSTM``/``GRU``.
 
 * :class:`NumpyRNN`: pure NumPy, forward and hand-written backward (BPTT).
 * :class:`TorchRNN`: an ``nn.Module`` built from tensor operations, autograd-friendly.

@@ -15,7 +15,7 @@ Shapes: ``T`` steps, ``N`` batch, ``D`` input features, ``H`` hidden size, ``L``
 from __future__ import annotations
 
 import warnings
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
@@ -148,12 +148,12 @@ class NumpyStack:
         extra += [f"{k}={getattr(self, k)!r}" for k, v in self.DEFAULTS.items() if getattr(self, k) != v]
         return f"{type(self).__name__}({', '.join([str(self.input_size), str(self.hidden_size), *extra])})"
 
-    def train(self, mode: bool = True) -> Any:
+    def train(self, mode: bool = True) -> Self:
         """Training mode (dropout active). Returns ``self``, like ``nn.Module.train``."""
         self.training = mode
         return self
 
-    def eval(self) -> Any:
+    def eval(self) -> Self:
         """Evaluation mode (no dropout). Returns ``self``."""
         return self.train(False)
 
@@ -170,7 +170,7 @@ class NumpyStack:
         self.params = {k: np.array(arrays[k], dtype=self.dtype) for k in self.shapes}
 
     @classmethod
-    def from_torch(cls, module: Any, *, dtype: Any = np.float64, seed: int | None = None) -> Any:
+    def from_torch(cls, module: Any, *, dtype: Any = np.float64, seed: int | None = None) -> Self:
         """A model with the configuration, weights and train/eval mode of a torch module of the same kind."""
         model = cls(*(getattr(module, name) for name in cls.CONFIG), dtype=dtype, seed=seed)  # type: ignore[call-arg]
         model.load_state_dict(module.state_dict())

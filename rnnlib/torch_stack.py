@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Self, cast
 
 import torch
 from torch import Tensor, nn
@@ -108,7 +108,7 @@ class TorchStack(nn.Module):
         return (self.hidden_size,)
 
     @classmethod
-    def from_torch(cls, module: nn.Module, *, dtype: Any = torch.float64) -> Any:
+    def from_torch(cls, module: nn.Module, *, dtype: Any = torch.float64) -> Self:
         """A model with the configuration, weights and train/eval mode of a torch module of the same kind."""
         model = cls(*(getattr(module, name) for name in cls.CONFIG), dtype=dtype)
         model.load_state_dict(module.state_dict())
