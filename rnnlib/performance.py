@@ -284,6 +284,7 @@ def plot_scaling(panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequen
         The figure; ``fig.axes[i].lines[j]`` is panel ``i``'s implementation ``j`` (times in ms).
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, NullLocator
 
     ncols = min(len(panels), 2)
     nrows = -(-len(panels) // ncols)
@@ -294,6 +295,10 @@ def plot_scaling(panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequen
             if slopes is not None:
                 label = f"{label} (slope {slopes[size][label]:.2f})"
             ax.loglog(sizes, 1e3 * np.asarray(seconds), marker="o", markersize=4, label=label)
+        sizes = sorted({v for sizes, _ in curves.values() for v in sizes})
+        ax.xaxis.set_minor_locator(NullLocator())  # label the sizes measured, nothing else
+        ax.set_xticks(sizes, [str(v) for v in sizes])
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(size)
         ax.set_ylabel("time (ms)")
         ax.grid(True, which="major", alpha=0.3)
