@@ -36,11 +36,13 @@ JOBS ?= $(shell python3 -c 'import os; print((os.cpu_count() or 1) + 1)' 2>/dev/
 # One pytest run: the unit tests in tests/ plus nbval over the notebooks in
 # chapters/ (it re-runs each notebook and compares with the stored outputs,
 # after folding rounding-level noise per tests/nbval_sanitize.cfg).
-# --dist loadscope keeps all cells of a notebook on one xdist worker (they
-# share a kernel). Pointing at chapters/ keeps nbval out of _build/.
+# --dist loadgroup: conftest.py puts each test in a group that runs on one worker (a
+# notebook's cells share a kernel; a module shares its fixtures; the grading galleries
+# split), and hands the longest groups out first (--no-loadscope-reorder keeps that order).
+# Pointing at chapters/ keeps nbval out of _build/.
 test: $(STAMP) browser sandbox
 	$(BIN)/python -m compileall -q rnnlib tools >/dev/null  # bytecode written once, before the workers start
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadscope -rs \
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --no-loadscope-reorder -rs \
 		--nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg \
 		tests chapters

@@ -67,3 +67,89 @@ def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
         option.nbval_sanitize_with = str(ROOT / "tests" / "nbval_sanitize.cfg")
     if hasattr(option, "nbval_current_env") and getattr(option, "nbval_kernel_name", None) is None:
         option.nbval_current_env = True
+
+
+# --------------------------------------------------------------------------------------
+# How xdist shares the suite out (make test: --dist loadgroup --no-loadscope-reorder)
+# --------------------------------------------------------------------------------------
+# Every test belongs to one group, and a group runs on one worker, in order:
+#
+# * a notebook's cells are one group (they share a kernel);
+# * a test module is one group (its module-scoped fixtures are built once), unless its tests
+#   carry their own ``xdist_group`` marks: the grading galleries split into groups that each
+#   grade their own submissions, so that several workers share a gallery;
+# * in a module that sets ``XDIST_GROUP_EACH_TEST = True`` (slow tests, cheap fixtures), each
+#   unmarked test function is a group of its own.
+#
+# Groups are handed out in the order below, the longest first (measured with --durations on
+# 2 cores), so that no long group starts last and runs alone at the end; then the rest in
+# collection order.
+LONG_GROUPS_FIRST = [
+    "chapters/09_training.ipynb",
+    "nbgrader-A4",
+    "chapters/06_vanishing_exploding.ipynb",
+    "chapters/coursework/A4_training.ipynb",
+    "fairness-a4",
+    "coursework-A4",
+    "security-",
+    "tests/test_site.py",
+    "nbgrader-",
+    "robustness-",
+    "tests/test_coursework_robustness.py::",
+    "tests/test_gradebook.py",
+    "tests/test_depth_study.py::",
+    "tests/test_training.py::",
+    "fairness-",
+    "coursework-",
+]
+
+
+def _group_of(item) -> str:  # type: ignore[no-untyped-def]
+    marks = [m for m in item.iter_markers("xdist_group")]
+    if marks:
+        mark = marks[0]
+        return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+    path = Path(str(item.fspath)).resolve()
+    try:
+        group = path.relative_to(ROOT).as_posix()
+    except ValueError:
+        group = path.as_posix()
+    if getattr(getattr(item, "module", None), "XDIST_GROUP_EACH_TEST", False):
+        group += "::" + getattr(item, "originalname", item.name)
+    return group
+
+
+def pytest_itemcollected(item) -> None:  # type: ignore[no-untyped-def]
+    """Give every test its group (see above) before xdist reads the marks."""
+    if not any(True for _ in item.iter_markers("xdist_group")):
+        import pytest
+
+        item.add_marker(pytest.mark.xdist_group(_group_of(item)))
+
+
+def _rank(group: str) -> int:
+    return next((i for i, prefix in enumerate(LONG_GROUPS_FIRST) if group.startswith(prefix)),
+                len(LONG_GROUPS_FIRST))
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:  # type: ignore[no-untyped-def]
+    """Long groups first; each group's tests together, in their collected order (stable sort).
+
+    In an xdist worker under ``--dist loadgroup``, each test's id also gets its group as an
+    ``@group`` suffix, which is how xdist's scheduler reads the groups. (xdist 3.8 writes the
+    suffix to ``item._nodeid``, which pytest 9 no longer reads, so without this every test
+    would be a group of its own and a notebook's cells would run in different kernels.)"""
+    first_seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        first_seen.setdefault(_group_of(item), index)
+    items.sort(key=lambda item: (_rank(_group_of(item)), first_seen[_group_of(item)]))
+    if getattr(config.option, "loadgroup", False):
+        import re
+
+        from _pytest.nodeid import coerce_node_id
+
+        for item in items:
+            suffix = "@" + re.sub(r"[^A-Za-z0-9_-]", "_", _group_of(item))
+            if not item.nodeid.endswith(suffix):
+                item._id = coerce_node_id(item.nodeid + suffix)
+            assert item.nodeid.endswith(suffix), "pytest's node ids changed: see conftest.py"

@@ -2453,33 +2453,21 @@ for _name, _value in list(globals().items()):
 
 
 def _refereed(check: str, objects: tuple, kwargs: dict[str, Any]) -> str | None:
-    """Diagnose in a referee process (rnnlib/referee.py): only ``collect`` runs in this process."""
+    """Diagnose in the referee process (rnnlib/referee.py): only ``collect`` runs in this process.
+
+    The referee lives in rnnlib.referee, which the notebooks do not reload, so one referee serves
+    every hidden test of a kernel."""
     import json
-    import subprocess
-    import sys
     import tempfile
     from pathlib import Path
 
-    from . import wire
+    from .referee import referee_check
 
     kwargs = {k: v for k, v in kwargs.items() if k != "seed"}  # the referee draws its own
     with tempfile.TemporaryDirectory(prefix="rnn-referee-") as tmp:
         folder = Path(tmp)
         (folder / "spec.json").write_text(json.dumps({"check": check, "kwargs": kwargs}), encoding="utf8")
-        proc = subprocess.Popen([sys.executable, "-I", "-m", "rnnlib.referee", str(folder)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            assert proc.stdout is not None and proc.stdin is not None
-            if proc.stdout.readline().strip() != "ready":
-                raise AssertionError("the referee process did not start (see the error above)")
-            result = collect(wire.load(folder / "request"), *objects)
-            wire.save(folder / "result", result)
-            out, _ = proc.communicate("go\n", timeout=600)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    verdict = json.loads(out.strip().splitlines()[-1])
+        verdict = referee_check(folder, lambda request: collect(request, *objects))
     _note_warnings(check, verdict.get("warnings") or [])
     return verdict.get("diagnosis")
 

@@ -38,7 +38,6 @@ TOOL = ROOT / "tools" / "coursework.py"
 FIXTURES = ROOT / "tests" / "fixtures" / "coursework"
 A0 = FIXTURES / "A0_fixture.ipynb"
 SOLUTIONS = cw.solution_notebooks()
-SOLUTION_IDS = [p.stem for p in SOLUTIONS]
 A1 = cw.SOURCE_DIR / "A1_rnn_step.ipynb"
 GUIDE = ROOT / "chapters" / "instructor_guide.md"
 
@@ -203,12 +202,18 @@ def test_student_never_writes_inside_chapters():
 # Grading: solutions, untouched student versions
 # --------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module", params=SOLUTIONS, ids=SOLUTION_IDS)
+def by_assignment(paths: list[Path]) -> list:
+    """One xdist group per assignment (conftest.py: groups): the workers share the gradings."""
+    return [pytest.param(p, id=p.stem, marks=pytest.mark.xdist_group(f"coursework-{p.stem.split('_')[0]}"))
+            for p in paths]
+
+
+@pytest.fixture(scope="module", params=by_assignment(SOLUTIONS))
 def solution_report(request) -> tuple[Path, cw.Report]:
     return request.param, graded(request.param)
 
 
-@pytest.fixture(scope="module", params=SOLUTIONS, ids=SOLUTION_IDS)
+@pytest.fixture(scope="module", params=by_assignment(SOLUTIONS))
 def student_report(request, student_dir) -> tuple[Path, cw.Report]:
     return request.param, graded(student_dir / request.param.name)
 

@@ -25,6 +25,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 import coursework as cw  # noqa: E402
 from test_coursework import A0, A1, FIXTURES, assert_complete, by_id, full_marks, graded  # noqa: E402
 
+XDIST_GROUP_EACH_TEST = True  # slow, independent tests: xdist spreads them one by one (conftest.py)
+
 
 # --------------------------------------------------------------------------------------
 # Grading: hostile submissions
@@ -97,7 +99,9 @@ A1_HOSTILE = {
 }
 
 
-@pytest.fixture(scope="module", params=list(A1_HOSTILE), ids=list(A1_HOSTILE))
+# One xdist group per submission (conftest.py: groups), so that workers share them.
+@pytest.fixture(scope="module", params=[pytest.param(name, id=name, marks=pytest.mark.xdist_group(f"robustness-{name}"))
+                                        for name in A1_HOSTILE])
 def a1_hostile(request, tmp_path_factory):
     modify, expected, statuses, timeout = A1_HOSTILE[request.param]
     nb = cw.read_notebook(A1)

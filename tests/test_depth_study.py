@@ -33,6 +33,8 @@ STUDY = ROOT / "experiments" / "results" / "depth_study.json"
 sys.path.insert(0, str(ROOT / "experiments"))
 import depth_study  # noqa: E402
 
+XDIST_GROUP_EACH_TEST = True  # slow, independent tests: xdist spreads them one by one (conftest.py)
+
 
 @pytest.fixture(scope="module")
 def study() -> dict:

@@ -30,6 +30,12 @@ from test_coursework import assert_complete, full_marks, graded  # noqa: E402
 
 NAMES = list(honest.SUBMISSIONS)
 
+
+def by_submission(name: str, *marks: pytest.MarkDecorator):  # -> a pytest ParameterSet
+    """A test of one submission: in that submission's xdist group, so the workers share the gallery and
+    each submission is graded once (conftest.py: groups)."""
+    return pytest.param(name, marks=[pytest.mark.xdist_group(f"fairness-{name}"), *marks])
+
 # Fixed by the trusted grader (the [trusted-grader] commit); before it, float(loss) in train_step
 # cost Task 2 (torch's UserWarning reached stderr during the test cell), a float64 model cost Task 1
 # (the model test fed float32 batches to it) -- both are in a4_float64_float_loss -- and
@@ -67,7 +73,7 @@ def report_of(tmp_path_factory):
     return report
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [by_submission(n) for n in NAMES])
 def test_a_correct_submission_gets_full_marks(report_of, name):
     path, report = report_of(name)
     source = cw.SOURCE_DIR / path.name
@@ -76,7 +82,7 @@ def test_a_correct_submission_gets_full_marks(report_of, name):
     print(f"{name}: graded in {report.elapsed_s:.1f} s")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=FLAGGED_BY_DEFECT[n]) if n in FLAGGED_BY_DEFECT else n
+@pytest.mark.parametrize("name", [by_submission(n, *([FLAGGED_BY_DEFECT[n]] if n in FLAGGED_BY_DEFECT else []))
                                   for n in NAMES])
 def test_a_correct_submission_is_not_flagged_for_review(report_of, name):
     _, report = report_of(name)
@@ -85,6 +91,7 @@ def test_a_correct_submission_is_not_flagged_for_review(report_of, name):
     assert all(expected and expected in f for f in flags), flags
 
 
+@pytest.mark.xdist_group("fairness-a4_float64_float_loss")
 def test_a_warning_from_the_learners_code_is_shown_not_penalised(report_of):
     _, report = report_of("a4_float64_float_loss")
     step = next(t for t in report.tasks if t.grade_id == "a4_step_tests")

@@ -31,8 +31,9 @@ Even so they are bounded (4 GB on a 24 GB machine, checked first; 1 GB on a disk
 room, checked first; 500 sleeping processes; signals to at most 3 ancestors, and the
 grader runs under two throwaway wrapper processes, so a leak cannot reach pytest).
 
-Runtime: one grading per attack (A1: about 4 s), all in one module-scoped fixture that
-grades only the attacks selected (``-k``), in a fixed order, and the two final gradings.
+Runtime: one grading per attack (A1: about 4 s). The module-scoped fixture grades only the attacks
+selected (``-k``), in SHARDS parts (xdist groups, so several workers share the gallery), each part
+when a test first needs one of its attacks, then the two final gradings of that part.
 """
 
 from __future__ import annotations
@@ -166,10 +167,23 @@ XFAIL: dict[tuple[str, str], str] = {}
 # (code built at run time: exec/eval/compile/__import__ withhold the points).
 
 
+# The gallery is graded in SHARDS parts, each an xdist group of its own (conftest.py: groups), so that
+# several workers share it; each part grades its attacks GALLERY_THREADS at a time.
+SHARDS = 3
+
+
+def shard_of(name: str) -> int:
+    return [a.name for a in ATTACKS].index(name) % SHARDS
+
+
+def in_shard(k: int) -> pytest.MarkDecorator:
+    return pytest.mark.xdist_group(f"security-{k}")
+
+
 def attack_params(test: str) -> list:
     return [pytest.param(a.name, id=a.name,
-                         marks=[pytest.mark.xfail(strict=True, reason=XFAIL[test, a.name])]
-                         if (test, a.name) in XFAIL else [])
+                         marks=[in_shard(shard_of(a.name))]
+                         + ([pytest.mark.xfail(strict=True, reason=XFAIL[test, a.name])] if (test, a.name) in XFAIL else []))
             for a in ATTACKS]
 
 
@@ -529,11 +543,46 @@ def grade_attack(attack: Attack, student: nbformat.NotebookNode, root: Path, att
 
 @dataclass
 class Gallery:
+    """The selected attacks' outcomes, graded one shard at a time, when a test first asks for one."""
+
     sandboxed: bool
     baseline: dict[str, Outcome]
-    outcomes: dict[str, Outcome]
-    after_student: Outcome | None = None
-    after_solution: Outcome | None = None
+    students: dict[str, nbformat.NotebookNode]
+    root: Path
+    todo: dict[int, list[Attack]]  # per shard: the attacks to grade (the skipped ones have their outcome)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    graded: set[int] = field(default_factory=set)
+
+    def shard(self, k: int) -> None:
+        """Grade shard ``k``'s attacks (once): several at once, each in its own sandbox, every trace an
+        attack leaves carrying its own marker. Unsandboxed, one at a time: then the grader sweeps its
+        process's descendants."""
+        if k in self.graded:
+            return
+        self.graded.add(k)
+        todo = self.todo.get(k, [])
+
+        def run(attack: Attack) -> Outcome:
+            for attempt in range(RETRIES + 1):
+                outcome = grade_attack(attack, self.students[attack.assignment], self.root, attempt)
+                if not refused_for_others(outcome):
+                    break
+            return outcome
+
+        with ThreadPoolExecutor(max_workers=GALLERY_THREADS if self.sandboxed else 1) as pool:
+            for attack, outcome in zip(todo, pool.map(run, todo)):
+                self.outcomes[attack.name] = outcome
+        lines = [f"{'attack':<28} {'points':>8} {'wall s':>7}  flags/leaks"]
+        for attack in todo:
+            o = self.outcomes[attack.name]
+            got = "skip" if o.skipped else f"{sum(o.points.values()):g}/{sum(o.max_points.values()):g}"
+            lines.append(f"{attack.name:<28} {got:>8} {o.elapsed:7.1f}  {o.error[:80]} "
+                         f"{o.leaks + o.marked_files + o.leftovers} flags: {' | '.join(o.flags)}"[:400])
+        print("\n".join(lines))
+
+    def outcome(self, name: str) -> Outcome:
+        self.shard(shard_of(name))
+        return self.outcomes[name]
 
 
 def refused_for_others(outcome: Outcome) -> bool:
@@ -576,55 +625,31 @@ def gallery(request, tmp_path_factory) -> Gallery:
         baseline[key] = plain(path, f"baseline {key}")
     available = bool(getattr(cw, "sandbox_available", lambda: False)())
     sandboxed = available and baseline["A1"].sandbox.startswith("bubblewrap")
-    outcomes: dict[str, Outcome] = {}
-    todo = []
+    gallery = Gallery(sandboxed, baseline, students, root, todo={})
     for attack in ATTACKS:
         if attack.name not in selected:
             continue
         if attack.isolation and not sandboxed:
-            outcomes[attack.name] = Outcome(attack.name, skipped=(
+            gallery.outcomes[attack.name] = Outcome(attack.name, skipped=(
                 "without a sandbox the kernel can read and connect to what the grader's user can (the report "
                 f"says so); baseline sandbox = {baseline['A1'].sandbox!r}"))
             continue
         if attack.damaging and not sandboxed:
-            outcomes[attack.name] = Outcome(attack.name, skipped=NEVER_UNSANDBOXED + (
+            gallery.outcomes[attack.name] = Outcome(attack.name, skipped=NEVER_UNSANDBOXED + (
                 f" (sandbox_available() = {available}, baseline sandbox = {baseline['A1'].sandbox!r})"))
             continue
         if attack.name == "allocate_4gb" and mem_available_gb() < 10:
-            outcomes[attack.name] = Outcome(attack.name, skipped=f"only {mem_available_gb():.1f} GB available")
+            gallery.outcomes[attack.name] = Outcome(attack.name, skipped=f"only {mem_available_gb():.1f} GB available")
             continue
         if attack.name == "write_1gb_home" and shutil.disk_usage(HOME).free < 8 << 30:
-            outcomes[attack.name] = Outcome(attack.name, skipped="less than 8 GB free under $HOME")
+            gallery.outcomes[attack.name] = Outcome(attack.name, skipped="less than 8 GB free under $HOME")
             continue
-        todo.append(attack)
-
-    def run(attack: Attack) -> Outcome:
-        for attempt in range(RETRIES + 1):
-            outcome = grade_attack(attack, students[attack.assignment], root, attempt)
-            if not refused_for_others(outcome):
-                break
-        return outcome
-
-    # Several gradings at once (each in its own sandbox; every trace an attack leaves carries its own
-    # marker). Unsandboxed, one at a time: then the grader sweeps its process's descendants.
-    with ThreadPoolExecutor(max_workers=GALLERY_THREADS if sandboxed else 1) as pool:
-        for attack, outcome in zip(todo, pool.map(run, todo)):
-            outcomes[attack.name] = outcome
-    outcomes = {a.name: outcomes[a.name] for a in ATTACKS if a.name in outcomes}
-    gallery = Gallery(sandboxed, baseline, outcomes)
-    gallery.after_student = plain(root / "baseline_A1" / SOURCES["A1"].name, "student A1 afterwards")
-    gallery.after_solution = plain(SOURCES["A1"], "solution A1 afterwards")
-    lines = [f"{'attack':<28} {'points':>8} {'wall s':>7}  flags/leaks"]
-    for name, o in outcomes.items():
-        got = "skip" if o.skipped else f"{sum(o.points.values()):g}/{sum(o.max_points.values()):g}"
-        lines.append(f"{name:<28} {got:>8} {o.elapsed:7.1f}  {o.error[:80]} "
-                     f"{o.leaks + o.marked_files + o.leftovers} flags: {' | '.join(o.flags)}"[:400])
-    print("\n".join(lines))
+        gallery.todo.setdefault(shard_of(attack.name), []).append(attack)
     return gallery
 
 
 def outcome_of(gallery: Gallery, name: str) -> Outcome:
-    outcome = gallery.outcomes[name]
+    outcome = gallery.outcome(name)
     if outcome.skipped:
         pytest.skip(outcome.skipped)
     return outcome
@@ -634,6 +659,7 @@ def outcome_of(gallery: Gallery, name: str) -> Outcome:
 # Tests
 # --------------------------------------------------------------------------------------
 
+@in_shard(0)
 def test_baseline_scores_zero_and_is_not_flagged(gallery):
     for key, outcome in gallery.baseline.items():
         assert not outcome.error, outcome.describe()
@@ -641,6 +667,7 @@ def test_baseline_scores_zero_and_is_not_flagged(gallery):
         assert outcome.flags == [], outcome.describe()
 
 
+@in_shard(0)
 def test_reports_say_whether_they_were_sandboxed(gallery):
     sandbox = gallery.baseline["A1"].sandbox
     assert sandbox.startswith(("bubblewrap", "none")), sandbox
@@ -688,8 +715,12 @@ def test_attack_leaves_no_trace(gallery, attack):
     assert not problems, "\n".join(problems) + "\n" + outcome.describe() + note
 
 
-def test_baseline_and_solution_still_grade_right_afterwards(gallery):
-    student, solution = gallery.after_student, gallery.after_solution
+@pytest.mark.parametrize("shard", [pytest.param(k, marks=in_shard(k)) for k in range(SHARDS)])
+def test_baseline_and_solution_still_grade_right_afterwards(gallery, shard):
+    """After a shard's attacks, the untouched student version and the solution still grade right."""
+    gallery.shard(shard)
+    student = plain(gallery.root / "baseline_A1" / SOURCES["A1"].name, "student A1 afterwards")
+    solution = plain(SOURCES["A1"], "solution A1 afterwards")
     assert not student.error and set(student.points.values()) == {0.0}, student.describe()
     assert not solution.error and solution.points == solution.max_points, solution.describe()
     assert sum(solution.points.values()) == 10, solution.describe()

@@ -32,11 +32,22 @@ def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+ASSIGNMENTS = {path.stem.split("_")[0].lower(): path for path in SOLUTIONS}  # a1 -> A1_rnn_step.ipynb
+
+
+def test_the_round_trip_covers_every_assignment():
+    assert sorted(ASSIGNMENTS) == ["a1", "a2", "a3", "a4"]
+
+
+# One course per assignment, so that xdist runs the four side by side (conftest.py: groups).
 @pytest.mark.slow
-def test_nbgrader_course_round_trip(tmp_path, student_dir):
-    """In a teacher's own nbgrader course, for A1-A4: generate_assignment == our student version;
-    autograde gives the solution full marks, the untouched student version zero, and the same
-    points per task as our grader (plus, for A1, a submission with a wrong answer and an edited test)."""
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xdist_group(f"nbgrader-{name.upper()}"))
+                                  for name in sorted(ASSIGNMENTS)])
+def test_nbgrader_course_round_trip(tmp_path, student_dir, name):
+    """In a teacher's own nbgrader course, for each of A1-A4: generate_assignment == our student
+    version; autograde gives the solution full marks, the untouched student version zero, and the
+    same points per task as our grader (plus, for A1, a submission with a wrong answer and an
+    edited test)."""
     from nbgrader.api import Gradebook
 
     course = tmp_path / "course"
@@ -46,8 +57,7 @@ def test_nbgrader_course_round_trip(tmp_path, student_dir):
         f"c.CourseDirectory.root = {str(course)!r}\n"
         "c.CourseDirectory.course_id = 'rnn-course'\n"
         "c.Execute.timeout = 120\n")
-    assignments = {path.stem.split("_")[0].lower(): path for path in SOLUTIONS}  # a1 -> A1_rnn_step.ipynb
-    assert sorted(assignments) == ["a1", "a2", "a3", "a4"]
+    assignments = {name: ASSIGNMENTS[name]}
     expected: dict[tuple[str, str], float] = {}
     for name, solution in assignments.items():
         (course / "source" / name).mkdir(parents=True)

@@ -25,6 +25,8 @@ from rnnlib.train import (adding_experiment, evaluate_lm, input_gradient_norms, 
 
 V, H, T, N = 7, 5, 6, 3
 
+XDIST_GROUP_EACH_TEST = True  # slow, independent tests: xdist spreads them one by one (conftest.py)
+
 
 def _twins(num_layers: int, nonlinearity: str, seed: int = 0, from_scratch: bool = False):
     torch.manual_seed(seed)

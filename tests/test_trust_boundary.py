@@ -10,6 +10,8 @@ in one process; and what crosses to the kernel never holds an expected value.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -120,3 +122,45 @@ def test_a_refereed_check_is_not_fooled_by_patches_in_the_learners_process(monke
     with pytest.raises(AssertionError, match="b_ih is left out"):
         C.check_rnn_step(wrong, extended=True, refereed=True)
     C.check_rnn_step(right, extended=True, refereed=True)
+
+
+def test_one_referee_serves_every_hidden_test_of_a_kernel_and_a_dead_one_is_replaced(monkeypatch):
+    """The referee starts once per kernel (an interpreter with PyTorch costs about 2 s of CPU), is still
+    the same process after the notebooks' importlib.reload of the checks, is replaced if it died, and
+    ends when the kernel closes the pipe."""
+    import importlib.util
+    import os
+
+    from rnnlib import referee
+
+    C.check_rnn_step(a1.correct_step, refereed=True)
+    first = referee._referees[os.getpid()]
+    # What the notebooks' importlib.reload(_checks) does, on a second copy (reloading C itself would
+    # redefine the classes other tests in this process hold instances of).
+    spec = importlib.util.spec_from_file_location("rnnlib._checks_reloaded", C.__file__)
+    reloaded = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, reloaded)  # dataclasses look their module up
+    spec.loader.exec_module(reloaded)
+    reloaded.check_rnn_step(a1.correct_step, refereed=True)
+    with pytest.raises(AssertionError, match="b_ih is left out"):
+        reloaded.check_rnn_step(a1.step_missing_b_ih, extended=True, refereed=True)
+    assert referee._referees[os.getpid()] is first and first.alive()
+    first.proc.kill()
+    first.proc.wait()
+    reloaded.check_rnn_step(a1.correct_step, refereed=True)
+    second = referee._referees[os.getpid()]
+    assert second is not first and second.alive()
+    assert second.proc.stdin is not None
+    second.proc.stdin.close()  # what the kernel's exit does
+    assert second.proc.wait(timeout=30) == 0
+
+
+def test_a_check_the_referee_cannot_plan_fails_with_its_reason_and_the_referee_serves_on():
+    import os
+
+    from rnnlib import referee
+
+    with pytest.raises(AssertionError, match="could not plan the check: .*no_such_option"):
+        C.check_rnn_step(a1.correct_step, refereed=True, no_such_option=1)
+    C.check_rnn_step(a1.correct_step, refereed=True)
+    assert referee._referees[os.getpid()].alive()
