@@ -1,0 +1,118 @@
+"""The gated study of Chapter 10: tanh RNN, GRU and LSTM on the adding problem, results to JSON.
+
+Usage (from the repository root; about 20 minutes on one core):
+
+    .venv/bin/python experiments/gated_study.py            # the whole study, one worker
+    .venv/bin/python experiments/gated_study.py --quick    # a smoke run (tests use it)
+
+Chapter 9's protocol (:mod:`rnnlib.study`), with the cell as the arm: for every cell and every
+sequence length ``T``, each learning rate is run with each seed; the chapter picks each arm's
+learning rate on the median validation MSE and compares the arms on the test MSE. The three cells
+have about the same number of parameters (tanh RNN ``H = 34``: 1327, GRU ``H = 19``: 1331,
+LSTM ``H = 16``: 1297, the read-out included). Each run is one job with one thread; finished
+runs go to ``<out>.partial.jsonl`` as they come, so an interrupted study resumes; at the end the
+whole study is written to ``<out>`` (JSON) with the machine and library versions it ran on.
+The chapter reads that file; tests/test_gated_claims.py re-runs one configuration live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+from rnnlib.gated_study import run_key  # noqa: E402
+
+DEFAULT_OUT = ROOT / "experiments" / "results" / "gated_study.json"
+
+# Matched parameter counts (about 1.3k, within 3%): see rnnlib.gated_study.cell_regressor_parameters.
+HIDDEN = {"rnn": 34, "gru": 19, "lstm": 16}
+SEQ_LENS = (20, 50, 100)
+LRS = (3e-3, 1e-2, 3e-2)
+SEEDS = (0, 1, 2)
+SETTINGS = dict(steps=2000, batch_size=32, clip=1.0)
+
+
+def jobs(quick: bool) -> list[dict]:
+    settings = dict(SETTINGS, steps=20) if quick else dict(SETTINGS)
+    out = [dict(cell=cell, hidden_size=HIDDEN[cell], seq_len=T, lr=lr, seed=seed, settings=settings)
+           for cell, T, lr, seed in itertools.product(HIDDEN, SEQ_LENS, LRS, SEEDS[:1] if quick else SEEDS)]
+    cost = {"rnn": 2, "gru": 6, "lstm": 1}  # rough time per step on a CPU, relative
+    return sorted(out, key=lambda j: -j["seq_len"] * cost[j["cell"]])
+
+
+def run(job: dict) -> dict:
+    import torch
+
+    from rnnlib.gated_study import gated_adding_run
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    result = gated_adding_run(job["cell"], job["hidden_size"], job["seq_len"], job["lr"], job["seed"],
+                              **job["settings"])
+    record = {k: v for k, v in job.items() if k != "settings"}
+    record.update(result, seconds=round(time.perf_counter() - start, 1))
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from depth_study import environment
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--quick", action="store_true", help="20 steps, 1 seed: checks the pipeline only")
+    parser.add_argument("--max-jobs", type=int, default=None, help="run only the first N jobs (smoke tests)")
+    args = parser.parse_args(argv)
+
+    todo = jobs(args.quick)[: args.max_jobs]
+    partial = args.out.with_suffix(".partial.jsonl")
+    done: dict[tuple, dict] = {}
+    if partial.exists():
+        for line in partial.read_text().splitlines():
+            record = json.loads(line)
+            done[run_key(record)] = record
+    todo = [j for j in todo if run_key(j) not in done]
+    print(f"{len(done)} runs done before, {len(todo)} to run on {args.workers} workers", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with partial.open("a") as log, ProcessPoolExecutor(args.workers) as pool:
+        futures = [pool.submit(run, j) for j in todo]
+        for i, future in enumerate(as_completed(futures), 1):
+            record = future.result()
+            done[run_key(record)] = record
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            print(f"[{i}/{len(todo)}] {record['cell']} H={record['hidden_size']} T={record['seq_len']} "
+                  f"lr={record['lr']:g} seed={record['seed']}: test {record['test']:.4f} ({record['seconds']} s)",
+                  flush=True)
+    study = {
+        "protocol": {**(dict(SETTINGS, steps=20) if args.quick else SETTINGS), "hidden_sizes": HIDDEN,
+                     "seq_lens": list(SEQ_LENS), "lrs": list(LRS),
+                     "seeds": list(SEEDS[:1] if args.quick else SEEDS), "quick": args.quick},
+        "environment": environment(),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "runs": sorted(done.values(), key=run_key),
+    }
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(study, indent=1) + "\n")
+    tmp.replace(args.out)
+    partial.unlink()
+    print(f"wrote {args.out} ({len(study['runs'])} runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
