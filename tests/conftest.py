@@ -109,3 +109,14 @@ RNN_GRID = [
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "rnn_case" in metafunc.fixturenames:
         metafunc.parametrize("rnn_case", RNN_GRID, ids=[c.id for c in RNN_GRID])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_folder(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """``RNN_COURSE_RUN_TMP``: a folder the xdist workers of this test run share (the parent of their
+    own temporary folders; pytest removes it with its older runs). Unset outside xdist."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["RNN_COURSE_RUN_TMP"] = str(tmp_path_factory.getbasetemp().parent)
+    yield

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -59,7 +60,7 @@ def _content_key(path: Path, kwargs: dict) -> str:
     """What grading depends on: the cells (type, text, nbgrader metadata, id) and the options.
 
     Two files with the same cells get the same report (the grader's seed aside, which does not
-    change a verdict), so a submission graded once in this process is not graded again: the
+    change a verdict), so a submission graded once in this test run is not graded again: the
     nbgrader round trip compares against the reports of the solution and student fixtures.
     """
     raw = Path(path).read_bytes()
@@ -76,15 +77,46 @@ def _content_key(path: Path, kwargs: dict) -> str:
     return hashlib.sha256((content + options).encode()).hexdigest()
 
 
+def _shared_reports() -> Path | None:
+    """A folder the xdist workers of this run share (None outside xdist): a report graded by one
+    worker is read by the others, which wait for it rather than grade the same cells again."""
+    run = os.environ.get("RNN_COURSE_RUN_TMP")  # tests/conftest.py
+    if not run:
+        return None
+    folder = Path(run) / "graded"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def _graded_once(key: str, path: Path, kwargs: dict) -> cw.Report:
+    folder = _shared_reports()
+    if folder is None:
+        return cw.grade(path, **kwargs)
+    import fcntl
+    import pickle
+
+    with open(folder / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker grading the same cells: wait for its report
+        stored = folder / f"{key}.pickle"
+        if stored.exists():
+            return pickle.loads(stored.read_bytes())  # noqa: S301 - written by this test run
+        report = cw.grade(path, **kwargs)
+        stored.with_suffix(".tmp").write_bytes(pickle.dumps(report))
+        stored.with_suffix(".tmp").replace(stored)
+        return report
+
+
 def graded(path: Path, **kwargs) -> cw.Report:
-    """Grade ``path`` (once per content and options in this process) and check the grader left the
-    file's bytes alone."""
+    """Grade ``path`` (once per content and options in this test run, across xdist workers) and check
+    the grader left the file's bytes alone."""
     import copy
 
     before = sha(path)
     key = _content_key(path, kwargs)
-    if key not in _GRADED or "save_executed" in kwargs:
+    if "save_executed" in kwargs:
         _GRADED[key] = cw.grade(path, **kwargs)
+    elif key not in _GRADED:
+        _GRADED[key] = _graded_once(key, path, kwargs)
     assert sha(path) == before, f"the grader modified the submission {path}"
     report = copy.deepcopy(_GRADED[key])
     report.submission = str(path)

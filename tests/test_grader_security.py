@@ -541,6 +541,18 @@ def grade_attack(attack: Attack, student: nbformat.NotebookNode, root: Path, att
 # The gallery: every selected attack graded once, in order, then the two final gradings
 # --------------------------------------------------------------------------------------
 
+class Baselines(dict):
+    """The untouched student versions' outcomes, by assignment, each graded when first asked for."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, key: str) -> Outcome:
+        self[key] = plain(self.root / f"baseline_{key}" / SOURCES[key].name, f"baseline {key}")
+        return self[key]
+
+
 @dataclass
 class Gallery:
     """The selected attacks' outcomes, graded one shard at a time, when a test first asks for one."""
@@ -616,13 +628,12 @@ def gallery(request, tmp_path_factory) -> Gallery:
                 and item.module.__name__ == __name__}
     root = tmp_path_factory.mktemp("hostile")
     students = {}
-    baseline = {}
     for key in sorted({BY_NAME[n].assignment for n in selected} | {"A1"}):
         students[key] = cw.make_student(SOURCES[key])
         path = root / f"baseline_{key}" / SOURCES[key].name
         path.parent.mkdir()
         nbformat.write(students[key], path)
-        baseline[key] = plain(path, f"baseline {key}")
+    baseline = Baselines(root)
     available = bool(getattr(cw, "sandbox_available", lambda: False)())
     sandboxed = available and baseline["A1"].sandbox.startswith("bubblewrap")
     gallery = Gallery(sandboxed, baseline, students, root, todo={})
@@ -661,7 +672,8 @@ def outcome_of(gallery: Gallery, name: str) -> Outcome:
 
 @in_shard(0)
 def test_baseline_scores_zero_and_is_not_flagged(gallery):
-    for key, outcome in gallery.baseline.items():
+    for key in SOURCES:
+        outcome = gallery.baseline[key]
         assert not outcome.error, outcome.describe()
         assert outcome.points and set(outcome.points.values()) == {0.0}, outcome.describe()
         assert outcome.flags == [], outcome.describe()
