@@ -167,19 +167,19 @@ def learning_rate_table(runs: Sequence[Run]) -> str:
     lrs = sorted({r["lr"] for r in runs})
     lines = [f"{'median val MSE':20s}" + "".join(f"{'lr ' + format(lr, 'g'):>11s}" for lr in lrs)]
     for arm in arms_of(runs):
-        cells = [f"{median_val(runs, arm, lr):10.3f}{'*' if best[arm] == lr else ' '}" for lr in lrs]
+        cells = [f"{median_val(runs, arm, lr):10.4f}{'*' if best[arm] == lr else ' '}" for lr in lrs]
         lines.append(f"{LABELS[arm[0]] + ' T=' + str(arm[1]):20s}" + "".join(cells))
     return "\n".join(lines)
 
 
 def summary_table(runs: Sequence[Run]) -> str:
     """Every arm at its own learning rate: parameters, lr, test MSE median [min, max], solved seeds."""
-    head = f"{'':16s}{'params':>7s}{'lr':>7s}   {'test MSE median':>15s}  {'[min, max]':>16s}   solved"
+    head = f"{'':16s}{'params':>7s}{'lr':>7s}   {'test MSE median':>15s}  {'[min, max]':>18s}   solved"
     lines = [head]
     for arm, s in summaries(runs).items():
         solved = f"{len(s['solved'])} of {len(s['seeds'])}"
         lines.append(f"{LABELS[arm[0]] + ' T=' + str(arm[1]):16s}{s['params']:7d}{s['lr']:7g}   "
-                     f"{s['median']:15.3f}  [{s['min']:.3f}, {s['max']:.3f}]   {solved}")
+                     f"{s['median']:15.4f}  [{s['min']:.4f}, {s['max']:.4f}]   {solved}")
     return "\n".join(lines)
 
 
