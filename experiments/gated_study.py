@@ -1,8 +1,8 @@
 """The gated study of Chapter 10: tanh RNN, GRU and LSTM on the adding problem, results to JSON.
 
-Usage (from the repository root; about 20 minutes on one core):
+Usage (from the repository root; about 20 minutes of CPU in all, the 81 runs one thread each):
 
-    .venv/bin/python experiments/gated_study.py            # the whole study, one worker
+    .venv/bin/python experiments/gated_study.py            # the whole study, one worker (--workers N: N at once)
     .venv/bin/python experiments/gated_study.py --quick    # a smoke run (tests use it)
 
 Chapter 9's protocol (:mod:`rnnlib.study`), with the cell as the arm: for every cell and every
