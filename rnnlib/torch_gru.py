@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .params import refuse_proj_size
-from .torch_stack import TensorStates, TorchStack
+from .torch_stack import TensorStates, TorchStack, run_over_time
 
 
 def torch_gru_layer_forward(
@@ -40,26 +40,20 @@ def torch_gru_layer_forward(
     gi = x @ W_ih.T  # the input side of every step at once: (T, N, 3H)
     if b_ih is not None:
         gi = gi + b_ih
-    T = x.shape[0]
-    states: list[Tensor] = [h0] * T
-    h = h0
-    for t in range(T - 1, -1, -1) if reverse else range(T):
+
+    def step(gi_t: Tensor, state: TensorStates) -> TensorStates:
+        (h,) = state
         gh = h @ W_hh.T
         if b_hh is not None:
             gh = gh + b_hh  # kept apart from b_ih: b_hn is multiplied by r
-        i_r, i_z, i_n = gi[t].chunk(3, dim=1)
+        i_r, i_z, i_n = gi_t.chunk(3, dim=1)
         h_r, h_z, h_n = gh.chunk(3, dim=1)
         r = torch.sigmoid(i_r + h_r)
         z = torch.sigmoid(i_z + h_z)
         n = torch.tanh(i_n + r * h_n)
-        h_new = (1 - z) * n + z * h
-        if mask is not None:  # past a sequence's end: hold its state
-            h_new = torch.where(mask[t, :, None], h_new, h)
-        states[t] = h_new
-        h = h_new
-    out = torch.stack(states)
-    if mask is not None:
-        out = out * mask[:, :, None]
+        return ((1 - z) * n + z * h,)
+
+    out, (h,) = run_over_time(step, gi, (h0,), reverse, mask)
     return out, h
 
 

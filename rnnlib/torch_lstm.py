@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .torch_stack import TensorStates, TorchStack
+from .torch_stack import TensorStates, TorchStack, run_over_time
 
 
 def torch_lstm_layer_forward(
@@ -42,23 +42,17 @@ def torch_lstm_layer_forward(
     pre = x @ W_ih.T  # the input projection of every step at once: (T, N, 4H)
     if b_ih is not None and b_hh is not None:
         pre = pre + b_ih + b_hh
-    T = x.shape[0]
-    states: list[Tensor] = [h0] * T
-    h, c = h0, c0
-    for t in range(T - 1, -1, -1) if reverse else range(T):
-        i, f, g, o = (pre[t] + h @ W_hh.T).chunk(4, dim=1)
+
+    def step(pre_t: Tensor, state: TensorStates) -> TensorStates:
+        h, c = state
+        i, f, g, o = (pre_t + h @ W_hh.T).chunk(4, dim=1)
         c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h_new = torch.sigmoid(o) * torch.tanh(c_new)
         if W_hr is not None:
             h_new = h_new @ W_hr.T
-        if mask is not None:  # past a sequence's end: hold both states
-            h_new = torch.where(mask[t, :, None], h_new, h)
-            c_new = torch.where(mask[t, :, None], c_new, c)
-        states[t] = h_new
-        h, c = h_new, c_new
-    out = torch.stack(states)
-    if mask is not None:
-        out = out * mask[:, :, None]
+        return h_new, c_new
+
+    out, (h, c) = run_over_time(step, pre, (h0, c0), reverse, mask)
     return out, h, c
 
 

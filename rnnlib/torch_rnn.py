@@ -17,7 +17,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor
 
-from .torch_stack import TensorStates, TorchStack
+from .torch_stack import TensorStates, TorchStack, run_over_time
 
 _ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
@@ -42,18 +42,7 @@ def torch_layer_forward(
     pre = x @ W_ih.T  # the input projection of every step at once: (T, N, H)
     if b_ih is not None:
         pre = pre + b_ih + cast(Tensor, b_hh)  # the biases come in pairs
-    T = x.shape[0]
-    states: list[Tensor] = [h0] * T
-    h = h0
-    for t in range(T - 1, -1, -1) if reverse else range(T):
-        h_new = act(pre[t] + h @ W_hh.T)
-        if mask is not None:
-            h_new = torch.where(mask[t, :, None], h_new, h)
-        states[t] = h_new
-        h = h_new
-    out = torch.stack(states)
-    if mask is not None:
-        out = out * mask[:, :, None]
+    out, (h,) = run_over_time(lambda pre_t, state: (act(pre_t + state[0] @ W_hh.T),), pre, (h0,), reverse, mask)
     return out, h
 
 

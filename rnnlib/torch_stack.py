@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any, ClassVar, Self, cast
 
 import torch
@@ -38,6 +39,36 @@ from .params import (
 
 TensorStates = tuple[Tensor, ...]
 """A cell's state, one tensor per part: ``(h,)`` for Elman and GRU, ``(h, c)`` for the LSTM."""
+
+
+def run_over_time(
+    step: Callable[[Tensor, TensorStates], TensorStates],
+    pre: Tensor,
+    state0: TensorStates,
+    reverse: bool = False,
+    mask: Tensor | None = None,
+) -> tuple[Tensor, TensorStates]:
+    """The time loop every cell shares: ``state = step(pre[t], state)`` for each step, backwards when ``reverse``.
+
+    ``pre (T, N, ...)``: what the cell computed for all steps at once (its input projection);
+    ``state0``: each part ``(N, size)``, ``h`` first. ``mask (T, N)``, when given, marks the steps
+    inside each sequence: outside, every part of the state is held and the output is zero
+    (packed-sequence semantics). Returns ``out (T, N, S)``, each step's ``h``, and the last state.
+    States are collected in a list and stacked: nothing autograd needs is written in place.
+    """
+    T = pre.shape[0]
+    outs: list[Tensor] = [state0[0]] * T
+    state = state0
+    for t in range(T - 1, -1, -1) if reverse else range(T):
+        new = step(pre[t], state)
+        if mask is not None:  # past a sequence's end: hold the state
+            new = tuple(torch.where(mask[t, :, None], n, s) for n, s in zip(new, state))
+        outs[t] = new[0]
+        state = new
+    out = torch.stack(outs)
+    if mask is not None:
+        out = out * mask[:, :, None]
+    return out, state
 
 
 class TorchStack(nn.Module):
