@@ -7,9 +7,9 @@ Usage (from the repository root; about 15 minutes on 2 cores):
     .venv/bin/python experiments/depth_study.py --quick         # a smoke run (tests use it)
 
 The protocol is in :mod:`rnnlib.study`. Each run is an independent job on a pool of
-worker processes, one thread each. Finished runs are appended to ``<out>.partial.jsonl``
-as they come, so an interrupted study resumes where it stopped; at the end the whole
-study is written to ``<out>`` (JSON), with the machine and library versions it ran on.
+worker processes, one thread each; ``experiments/study_runner.py`` runs them, resumes an
+interrupted study from ``<out>.partial.jsonl`` and writes ``<out>`` (JSON) with the machine
+and library versions it ran on.
 The chapter reads that file; `make test` never re-runs the study (a few of its claims are
 re-checked on fresh runs by tests/test_depth_study.py).
 """
@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
-import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +31,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
 from rnnlib.study import run_key  # noqa: E402
+from study_runner import run_study  # noqa: E402  (experiments/ is this script's folder)
 
 DEFAULT_OUT = ROOT / "experiments" / "results" / "depth_study.json"
 
@@ -77,25 +75,6 @@ def run(job: dict) -> dict:
     return record
 
 
-def environment() -> dict:
-    import numpy as np
-    import torch
-
-    blas = "unknown"
-    try:
-        from threadpoolctl import threadpool_info
-
-        blas = "; ".join(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}"
-                         for i in threadpool_info())
-    except ImportError:
-        pass
-    return {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-            "machine": platform.machine(), "processor": platform.processor(),
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "blas": blas,
-            "kernel_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "MKL_CBWR",
-                                                      "OMP_NUM_THREADS") if k in os.environ}}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", choices=["adding", "lm", "all"], default="all")
@@ -107,37 +86,12 @@ def main(argv: list[str] | None = None) -> int:
 
     tasks = ["adding", "lm"] if args.task == "all" else [args.task]
     todo = jobs(tasks, args.quick)[: args.max_jobs]
-    partial = args.out.with_suffix(".partial.jsonl")
-    done: dict[tuple, dict] = {}
-    if partial.exists():
-        for line in partial.read_text().splitlines():
-            record = json.loads(line)
-            done[run_key(record)] = record
-    todo = [j for j in todo if run_key(j) not in done]
-    print(f"{len(done)} runs done before, {len(todo)} to run on {args.workers} workers", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with partial.open("a") as log, ProcessPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(run, j) for j in todo]
-        for i, future in enumerate(as_completed(futures), 1):
-            record = future.result()
-            done[run_key(record)] = record
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            print(f"[{i}/{len(todo)}] {record['task']} {record['nonlinearity']} L={record['num_layers']} "
-                  f"H={record['hidden_size']} lr={record['lr']:g} seed={record['seed']}: "
-                  f"test {record['test']:.4f} ({record['seconds']} s)", flush=True)
-    study = {
-        "protocol": {"adding": {**ADDING["settings"], "lrs": ADDING["lrs"], "arms": ADDING["arms"]},
-                     "lm": {**LM["settings"], "lrs": LM["lrs"], "arms": LM["arms"]},
-                     "nonlinearities": list(NONLINEARITIES), "seeds": list(SEEDS), "quick": args.quick},
-        "environment": environment(),
-        "runs": sorted(done.values(), key=run_key),
-    }
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(study, indent=1) + "\n")
-    tmp.replace(args.out)
-    partial.unlink()
-    print(f"wrote {args.out} ({len(study['runs'])} runs)")
+    protocol = {"adding": {**ADDING["settings"], "lrs": ADDING["lrs"], "arms": ADDING["arms"]},
+                "lm": {**LM["settings"], "lrs": LM["lrs"], "arms": LM["arms"]},
+                "nonlinearities": list(NONLINEARITIES), "seeds": list(SEEDS), "quick": args.quick}
+    run_study(todo, run, run_key, args.out, args.workers, protocol=protocol,
+              describe=lambda r: f"{r['task']} {r['nonlinearity']} L={r['num_layers']} H={r['hidden_size']} "
+                                 f"lr={r['lr']:g} seed={r['seed']}")
     return 0
 
 

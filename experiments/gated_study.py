@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +31,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
 from rnnlib.gated_study import run_key  # noqa: E402
+from study_runner import run_study  # noqa: E402  (experiments/ is this script's folder)
 
 DEFAULT_OUT = ROOT / "experiments" / "results" / "gated_study.json"
 
@@ -67,9 +66,6 @@ def run(job: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(ROOT / "experiments"))
-    from depth_study import environment
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -78,39 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     todo = jobs(args.quick)[: args.max_jobs]
-    partial = args.out.with_suffix(".partial.jsonl")
-    done: dict[tuple, dict] = {}
-    if partial.exists():
-        for line in partial.read_text().splitlines():
-            record = json.loads(line)
-            done[run_key(record)] = record
-    todo = [j for j in todo if run_key(j) not in done]
-    print(f"{len(done)} runs done before, {len(todo)} to run on {args.workers} workers", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with partial.open("a") as log, ProcessPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(run, j) for j in todo]
-        for i, future in enumerate(as_completed(futures), 1):
-            record = future.result()
-            done[run_key(record)] = record
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            print(f"[{i}/{len(todo)}] {record['cell']} H={record['hidden_size']} T={record['seq_len']} "
-                  f"lr={record['lr']:g} seed={record['seed']}: test {record['test']:.4f} ({record['seconds']} s)",
-                  flush=True)
-    study = {
-        "protocol": {**(dict(SETTINGS, steps=20) if args.quick else SETTINGS), "hidden_sizes": HIDDEN,
-                     "seq_lens": list(SEQ_LENS), "lrs": list(LRS),
-                     "seeds": list(SEEDS[:1] if args.quick else SEEDS), "quick": args.quick},
-        "environment": environment(),
-        "wall_seconds": round(time.perf_counter() - start, 1),
-        "runs": sorted(done.values(), key=run_key),
-    }
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(study, indent=1) + "\n")
-    tmp.replace(args.out)
-    partial.unlink()
-    print(f"wrote {args.out} ({len(study['runs'])} runs)")
+    protocol = {**(dict(SETTINGS, steps=20) if args.quick else SETTINGS), "hidden_sizes": HIDDEN,
+                "seq_lens": list(SEQ_LENS), "lrs": list(LRS), "seeds": list(SEEDS[:1] if args.quick else SEEDS),
+                "quick": args.quick}
+    run_study(todo, run, run_key, args.out, args.workers, protocol=protocol,
+              describe=lambda r: f"{r['cell']} H={r['hidden_size']} T={r['seq_len']} lr={r['lr']:g} seed={r['seed']}")
     return 0
 
 
