@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .cell_config import GRUConfig
 from .gate_math import previous_states, sigmoid_scale
 from .params import param_name, refuse_proj_size
 from .stack import NumpyStack, States
@@ -151,7 +152,7 @@ def gru_layer_backward(d_out: Array, d_h_last: Array, cache: dict[str, Any]) -> 
     return dx, dh, grads
 
 
-class NumpyGRU(NumpyStack):
+class NumpyGRU(NumpyStack, GRUConfig):
     """A stacked GRU in NumPy with ``torch.nn.GRU``'s constructor, names and semantics.
 
     Args:
@@ -166,9 +167,6 @@ class NumpyGRU(NumpyStack):
 
     ``forward(x, h0)`` returns ``(output (T, N, H*dirs), h_n (L*dirs, N, H))``, like ``nn.GRU``.
     """
-
-    GATES = 3
-    CONFIG = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional")
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .cell_config import LSTMConfig
 from .gate_math import previous_states, sigmoid_scale
 from .params import param_name
 from .stack import NumpyStack, States
@@ -171,7 +172,7 @@ def lstm_layer_backward(
     return dx, dh, dc, grads
 
 
-class NumpyLSTM(NumpyStack):
+class NumpyLSTM(NumpyStack, LSTMConfig):
     """A stacked LSTM in NumPy with ``torch.nn.LSTM``'s constructor, names and semantics.
 
     Args:
@@ -190,12 +191,6 @@ class NumpyLSTM(NumpyStack):
     ``backward(d_output, (d_h_n, d_c_n))`` returns ``(d_input, (d_h0, d_c0))``.
     """
 
-    GATES = 4
-    STATE_NAMES = ("h0", "c0")
-    CONFIG = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional",
-              "proj_size")
-    DEFAULTS = {**NumpyStack.DEFAULTS, "proj_size": 0}
-
     def __init__(
         self,
         input_size: int,
@@ -212,9 +207,6 @@ class NumpyLSTM(NumpyStack):
     ) -> None:
         self._setup(input_size, hidden_size, num_layers, "tanh", bias, batch_first, dropout, bidirectional,
                     dtype, seed, proj_size)
-
-    def _state_sizes(self) -> tuple[int, ...]:
-        return (self.proj_size if self.proj_size > 0 else self.hidden_size, self.hidden_size)
 
     def _layer_forward(
         self, x: Array, state0: States, layer: int, reverse: bool, mask: Array | None

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .cell_config import ElmanConfig
 from .params import param_name
 from .stack import NumpyStack, States, dropout_mask  # noqa: F401  (dropout_mask: importable from here, as before)
 
@@ -227,7 +228,7 @@ def layer_backward(d_out: Array, d_h_last: Array, cache: dict[str, Any]) -> tupl
 # --------------------------------------------------------------------------------------
 
 
-class NumpyRNN(NumpyStack):
+class NumpyRNN(NumpyStack, ElmanConfig):
     """A stacked Elman RNN in NumPy with ``torch.nn.RNN``'s constructor, names and semantics.
 
     The stack (layouts, directions, dropout, lengths, checks, backward through the layers) is
@@ -255,10 +256,6 @@ class NumpyRNN(NumpyStack):
         training: ``True`` after :meth:`train` (the default, as in torch), ``False`` after :meth:`eval`.
         last_dropout_masks: the masks of the last forward pass, ``{layer: (T, N, H*dirs)}``.
     """
-
-    CONFIG = ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias", "batch_first", "dropout",
-              "bidirectional")
-    DEFAULTS = {"nonlinearity": "tanh", **NumpyStack.DEFAULTS}
 
     def __init__(
         self,

@@ -14,26 +14,20 @@ Shapes: ``T`` steps, ``N`` batch, ``D`` input features, ``H`` hidden size, ``L``
 
 from __future__ import annotations
 
-import warnings
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 import numpy as np
 
+from .cell_config import StackConfig
 from .params import (
-    DROPOUT_WARNING,
     all_weight_names,
-    check_config,
     check_dropout_at_forward,
-    check_flags,
     check_h0_shape,
     check_input_shape,
     check_lengths,
-    check_proj_size,
     check_state_dict,
-    dropout_warning_needed,
     init_params,
     param_name,
-    param_shapes,
     to_numpy,
 )
 
@@ -57,11 +51,12 @@ def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float, dty
     return keep.astype(dtype) / (1.0 - p)
 
 
-class NumpyStack:
+class NumpyStack(StackConfig):
     """A stack of recurrent layers in NumPy, with ``torch.nn.RNN``'s semantics for everything but the cell.
 
-    A subclass sets the class attributes below and implements :meth:`_layer_forward` and
-    :meth:`_layer_backward` (one layer, one direction, the whole sequence).
+    A subclass mixes in its cell kind's configuration (:mod:`rnnlib.cell_config`: gate blocks, state
+    parts, constructor arguments) and implements :meth:`_layer_forward` and :meth:`_layer_backward`
+    (one layer, one direction, the whole sequence).
 
     Attributes:
         params: ``{name: array}`` keyed like the torch module's ``state_dict()``.
@@ -69,15 +64,6 @@ class NumpyStack:
         training: ``True`` after :meth:`train` (the default, as in torch), ``False`` after :meth:`eval`.
         last_dropout_masks: the masks of the last forward pass, ``{layer: (T, N, S*dirs)}``.
     """
-
-    GATES: ClassVar[int] = 1
-    """Gate blocks stacked in the rows of ``weight_ih``/``weight_hh`` (1 Elman, 3 GRU, 4 LSTM)."""
-    STATE_NAMES: ClassVar[tuple[str, ...]] = ("h0",)
-    """The initial state's parts; more than one (the LSTM's ``("h0", "c0")``) makes ``h0`` a tuple."""
-    CONFIG: ClassVar[tuple[str, ...]] = ()
-    """Constructor arguments in positional order, read from a torch module by :meth:`from_torch`."""
-    DEFAULTS: ClassVar[dict[str, Any]] = {"bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False}
-    """Arguments shown by ``repr`` only when they differ from these."""
 
     def _setup(
         self,
@@ -93,27 +79,14 @@ class NumpyStack:
         seed: int | None,
         proj_size: int = 0,
     ) -> None:
-        """Check the arguments, store them and draw the parameters (the subclasses' shared constructor)."""
-        check_config(input_size, hidden_size, num_layers, nonlinearity, dropout)
-        proj_size = check_proj_size(proj_size, hidden_size)  # 0 unless an LSTM asks for a projection
-        bias, batch_first, bidirectional = check_flags(bias, batch_first, bidirectional)
-        if dropout_warning_needed(dropout, num_layers):
-            warnings.warn(DROPOUT_WARNING.format(dropout=dropout, num_layers=num_layers), UserWarning, stacklevel=3)
+        """Check and store the configuration (:class:`rnnlib.cell_config.StackConfig`), then draw the parameters
+        (the subclasses' shared constructor)."""
+        self.shapes = self._configure(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first,
+                                      dropout, bidirectional, proj_size)
         self.dtype = np.dtype(dtype)
         if self.dtype.kind != "f":
             raise TypeError(f"dtype must be a floating type such as np.float64 or np.float32, got {self.dtype}")
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.bias = bias
-        self.batch_first = batch_first
-        self.dropout = float(dropout)
-        self.bidirectional = bidirectional
-        self.num_directions = 2 if bidirectional else 1
-        self.proj_size = proj_size
         self.rng = np.random.default_rng(seed)
-        self.shapes = param_shapes(input_size, hidden_size, num_layers, bias, bidirectional,
-                                   gates=self.GATES, proj_size=proj_size)
         self.params: dict[str, Array] = init_params(self.shapes, hidden_size, self.rng, self.dtype)
         self.grads: dict[str, Array] = {}
         self.training = True
@@ -121,10 +94,6 @@ class NumpyStack:
         self._cache: dict[str, Any] | None = None
 
     # -- what a subclass provides ------------------------------------------------------------
-
-    def _state_sizes(self) -> tuple[int, ...]:
-        """The width of each part of the state, ``h`` first (``h`` is also what a layer outputs)."""
-        return (self.hidden_size,)
 
     def _layer_forward(
         self, x: Array, state0: States, layer: int, reverse: bool, mask: Array | None
@@ -144,9 +113,7 @@ class NumpyStack:
     # -- torch-like conveniences ---------------------------------------------------------
 
     def __repr__(self) -> str:
-        extra = [f"num_layers={self.num_layers}"] if self.num_layers != 1 else []
-        extra += [f"{k}={getattr(self, k)!r}" for k, v in self.DEFAULTS.items() if getattr(self, k) != v]
-        return f"{type(self).__name__}({', '.join([str(self.input_size), str(self.hidden_size), *extra])})"
+        return f"{type(self).__name__}({self._config_repr()})"
 
     def train(self, mode: bool = True) -> Self:
         """Training mode (dropout active). Returns ``self``, like ``nn.Module.train``."""

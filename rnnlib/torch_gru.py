@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .cell_config import GRUConfig
 from .params import refuse_proj_size
 from .torch_stack import TensorStates, TorchStack, run_over_time
 
@@ -57,7 +58,7 @@ def torch_gru_layer_forward(
     return out, h
 
 
-class TorchGRU(TorchStack):
+class TorchGRU(TorchStack, GRUConfig):
     """``torch.nn.GRU`` rebuilt from tensor operations.
 
     Same arguments as ``torch.nn.GRU``; ``proj_size`` other than 0 raises ``nn.GRU``'s ``ValueError``.
@@ -65,9 +66,6 @@ class TorchGRU(TorchStack):
     ``torch.manual_seed(s)`` a ``TorchGRU`` and an ``nn.GRU`` built with the same arguments hold
     identical weights. ``forward(input, h0)`` returns ``(output (T, N, H*dirs), h_n (L*dirs, N, H))``.
     """
-
-    GATES = 3
-    CONFIG = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional")
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .cell_config import LSTMConfig
 from .torch_stack import TensorStates, TorchStack, run_over_time
 
 
@@ -56,7 +57,7 @@ def torch_lstm_layer_forward(
     return out, h, c
 
 
-class TorchLSTM(TorchStack):
+class TorchLSTM(TorchStack, LSTMConfig):
     """``torch.nn.LSTM`` rebuilt from tensor operations.
 
     Same arguments as ``torch.nn.LSTM`` (``proj_size`` included). Parameters are registered in
@@ -67,12 +68,6 @@ class TorchLSTM(TorchStack):
     ``forward(input, (h0, c0))`` returns ``(output, (h_n, c_n))``: ``output (T, N, S*dirs)``,
     ``h_n (L*dirs, N, S)``, ``c_n (L*dirs, N, H)``.
     """
-
-    GATES = 4
-    STATE_NAMES = ("h0", "c0")
-    CONFIG = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional",
-              "proj_size")
-    DEFAULTS = {**TorchStack.DEFAULTS, "proj_size": 0}
 
     def __init__(
         self,
@@ -90,9 +85,6 @@ class TorchLSTM(TorchStack):
         super().__init__()
         self._setup(input_size, hidden_size, num_layers, "tanh", bias, batch_first, dropout, bidirectional,
                     device, dtype, proj_size)
-
-    def _state_sizes(self) -> tuple[int, ...]:
-        return (self.proj_size if self.proj_size > 0 else self.hidden_size, self.hidden_size)
 
     def _layer_forward(
         self, x: Tensor, state0: TensorStates, layer: int, reverse: bool, mask: Tensor | None

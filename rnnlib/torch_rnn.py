@@ -17,6 +17,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor
 
+from .cell_config import ElmanConfig
 from .torch_stack import TensorStates, TorchStack, run_over_time
 
 _ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
@@ -46,7 +47,7 @@ def torch_layer_forward(
     return out, h
 
 
-class TorchRNN(TorchStack):
+class TorchRNN(TorchStack, ElmanConfig):
     """``torch.nn.RNN`` rebuilt from tensor operations.
 
     Same arguments as ``torch.nn.RNN``. Parameters are registered in the same
@@ -56,10 +57,6 @@ class TorchRNN(TorchStack):
     each other. The stack is :class:`rnnlib.torch_stack.TorchStack`'s; the cell is
     :func:`torch_layer_forward`.
     """
-
-    CONFIG = ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias", "batch_first", "dropout",
-              "bidirectional")
-    DEFAULTS = {"nonlinearity": "tanh", **TorchStack.DEFAULTS}
 
     def __init__(
         self,

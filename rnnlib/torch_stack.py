@@ -14,27 +14,21 @@ Shapes: ``T`` steps, ``N`` batch, ``D`` input features, ``H`` hidden, ``L`` laye
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
-from typing import Any, ClassVar, Self, cast
+from typing import Any, Self, cast
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from .cell_config import StackConfig
 from .params import (
-    DROPOUT_WARNING,
     all_weight_names,
-    check_config,
     check_dropout_at_forward,
-    check_flags,
     check_h0_shape,
     check_input_shape,
     check_lengths,
-    check_proj_size,
-    dropout_warning_needed,
     param_name,
-    param_shapes,
 )
 
 TensorStates = tuple[Tensor, ...]
@@ -71,23 +65,15 @@ def run_over_time(
     return out, state
 
 
-class TorchStack(nn.Module):
+class TorchStack(StackConfig, nn.Module):
     """A stack of recurrent layers from tensor operations, with ``torch.nn.RNN``'s semantics for all but the cell.
 
-    A subclass sets the class attributes and implements :meth:`_layer_forward`. Parameters are
+    A subclass mixes in its cell kind's configuration (:mod:`rnnlib.cell_config`) and implements
+    :meth:`_layer_forward`. Parameters are
     registered in ``torch.nn.RNN``'s order and initialised the same way (uniform in
     ``[-1/sqrt(H), 1/sqrt(H)]``, one after the other), so after ``torch.manual_seed(s)`` a
     subclass and its torch counterpart built with the same arguments hold identical weights.
     """
-
-    GATES: ClassVar[int] = 1
-    """Gate blocks stacked in the rows of ``weight_ih``/``weight_hh`` (1 Elman, 3 GRU, 4 LSTM)."""
-    STATE_NAMES: ClassVar[tuple[str, ...]] = ("h0",)
-    """The initial state's parts; more than one (the LSTM's) makes ``hx`` a tuple."""
-    CONFIG: ClassVar[tuple[str, ...]] = ()
-    """Constructor arguments in positional order, read from a torch module by :meth:`from_torch`."""
-    DEFAULTS: ClassVar[dict[str, Any]] = {"bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False}
-    """Arguments shown by ``repr`` only when they differ from these."""
 
     def _setup(
         self,
@@ -103,23 +89,10 @@ class TorchStack(nn.Module):
         dtype: Any,
         proj_size: int = 0,
     ) -> None:
-        """Check the arguments, store them, register and initialise the parameters."""
-        check_config(input_size, hidden_size, num_layers, nonlinearity, dropout)
-        proj_size = check_proj_size(proj_size, hidden_size)  # 0 unless an LSTM asks for a projection
-        bias, batch_first, bidirectional = check_flags(bias, batch_first, bidirectional)
-        if dropout_warning_needed(dropout, num_layers):
-            warnings.warn(DROPOUT_WARNING.format(dropout=dropout, num_layers=num_layers), UserWarning, stacklevel=3)
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.bias = bias
-        self.batch_first = batch_first
-        self.dropout = float(dropout)
-        self.bidirectional = bidirectional
-        self.num_directions = 2 if bidirectional else 1
-        self.proj_size = proj_size
-        shapes = param_shapes(input_size, hidden_size, num_layers, bias, bidirectional,
-                              gates=self.GATES, proj_size=proj_size)
+        """Check and store the configuration (:class:`rnnlib.cell_config.StackConfig`), register and initialise
+        the parameters."""
+        shapes = self._configure(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, dropout,
+                                 bidirectional, proj_size)
         for name, shape in shapes.items():
             self.register_parameter(name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
         self.reset_parameters()
@@ -133,10 +106,6 @@ class TorchStack(nn.Module):
         ``mask (T, N)``: ``True`` inside each sequence; outside, the state is held and the output is 0.
         """
         raise NotImplementedError
-
-    def _state_sizes(self) -> tuple[int, ...]:
-        """The width of each part of the state, ``h`` first (``h`` is also what a layer outputs)."""
-        return (self.hidden_size,)
 
     @classmethod
     def from_torch(cls, module: nn.Module, *, dtype: Any = torch.float64) -> Self:
@@ -152,13 +121,7 @@ class TorchStack(nn.Module):
             nn.init.uniform_(weight, -bound, bound)
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        for key, default in self.DEFAULTS.items():
-            if getattr(self, key) != default:
-                s += f", {key}={getattr(self, key)!r}"
-        return s
+        return self._config_repr()
 
     def flatten_parameters(self) -> None:
         """Nothing to do: ``nn.RNN`` packs its weights into one buffer for cuDNN; these stay separate.
