@@ -25,12 +25,12 @@ Four things are timed:
 Each repeat runs the four once, in a shuffled order, so that a burst of load from other programs
 slows all of them alike and neither library always runs right after the other; the table shows the
 median over the repeats (``time.perf_counter``) and the NumPy/torch ratios. The timing and the thread
-control are ``rnnlib.timing``'s, which chapter 11 of the book uses as well. On a shared machine timings
+control are ``rnnlib.explain.timing``'s, which chapter 11 of the book uses as well. On a shared machine timings
 are noisy: raise ``--repeats`` and compare several runs.
 
 Threads. By default both libraries use one thread (``--threads 1``): torch through
 ``torch.set_num_threads``, NumPy's OpenBLAS through its own ``openblas_set_num_threads``
-(``rnnlib.timing.set_numpy_blas_threads``). The per-step
+(``rnnlib.explain.timing.set_numpy_blas_threads``). The per-step
 products are too small to gain much from a second thread, and on a machine whose cores are busy with
 other work, a multi-threaded library waits at every step for all its threads to be scheduled, which
 times the machine's load rather than the library. Worse, in one process the two thread pools compete:
@@ -104,7 +104,7 @@ from rnnlib.gru import NumpyGRU  # noqa: E402
 from rnnlib.lstm import NumpyLSTM  # noqa: E402
 from rnnlib.numpy_rnn import NumpyRNN  # noqa: E402
 from rnnlib.stack import NumpyStack  # noqa: E402
-from rnnlib.timing import GATES, median_times, numpy_blas_name, set_numpy_blas_threads  # noqa: E402
+from rnnlib.explain.timing import GATES, median_times, numpy_blas_name, set_numpy_blas_threads  # noqa: E402
 
 MEDIUM = (100, 32, 64, 128, 2)  # the size the goals are set at
 LARGE = (100, 64, 256, 512, 2)
@@ -141,7 +141,7 @@ def fmt_size(size: tuple[int, ...]) -> str:
 def time_interleaved(functions: dict[str, Callable[[], object]], repeats: int, warmup: int = 3) -> dict[str, float]:
     """Median wall time in ms of each function, all of them run once per repeat in a shuffled order.
 
-    ``rnnlib.timing.median_times``, the helper chapter 11 uses too, in milliseconds.
+    ``rnnlib.explain.timing.median_times``, the helper chapter 11 uses too, in milliseconds.
     """
     return {name: 1e3 * seconds for name, seconds in median_times(functions, repeats, warmup).items()}
 

@@ -6,7 +6,7 @@ Usage (from the repository root; about 15 minutes on 2 cores):
     .venv/bin/python experiments/depth_study.py --task adding   # one task
     .venv/bin/python experiments/depth_study.py --quick         # a smoke run (tests use it)
 
-The protocol is in :mod:`rnnlib.study`. Each run is an independent job on a pool of
+The protocol is in :mod:`rnnlib.training.study`. Each run is an independent job on a pool of
 worker processes, one thread each; ``experiments/study_runner.py`` runs them, resumes an
 interrupted study from ``<out>.partial.jsonl`` and writes ``<out>`` (JSON) with the machine
 and library versions it ran on.
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
-from rnnlib.study import run_key  # noqa: E402
+from rnnlib.training.study import run_key  # noqa: E402
 from study_runner import run_study  # noqa: E402  (experiments/ is this script's folder)
 
 DEFAULT_OUT = ROOT / "experiments" / "results" / "depth_study.json"
@@ -63,7 +63,7 @@ def jobs(tasks: list[str], quick: bool) -> list[dict]:
 def run(job: dict) -> dict:
     import torch
 
-    from rnnlib.study import adding_run, lm_run
+    from rnnlib.training.study import adding_run, lm_run
 
     torch.set_num_threads(1)
     start = time.perf_counter()

@@ -5,7 +5,7 @@ Usage (from the repository root; about 20 minutes of CPU in all, the 81 runs one
     .venv/bin/python experiments/gated_study.py            # the whole study, one worker (--workers N: N at once)
     .venv/bin/python experiments/gated_study.py --quick    # a smoke run (tests use it)
 
-Chapter 9's protocol (:mod:`rnnlib.study`), with the cell as the arm: for every cell and every
+Chapter 9's protocol (:mod:`rnnlib.training.study`), with the cell as the arm: for every cell and every
 sequence length ``T``, each learning rate is run with each seed; the chapter picks each arm's
 learning rate on the median validation MSE and compares the arms on the test MSE. The three cells
 have about the same number of parameters (tanh RNN ``H = 34``: 1327, GRU ``H = 19``: 1331,
@@ -30,12 +30,12 @@ sys.path.insert(0, str(ROOT))
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
-from rnnlib.gated_study import run_key  # noqa: E402
+from rnnlib.training.gated_study import run_key  # noqa: E402
 from study_runner import run_study  # noqa: E402  (experiments/ is this script's folder)
 
 DEFAULT_OUT = ROOT / "experiments" / "results" / "gated_study.json"
 
-# Matched parameter counts (about 1.3k, within 3%): see rnnlib.gated_study.cell_regressor_parameters.
+# Matched parameter counts (about 1.3k, within 3%): see rnnlib.training.gated_study.cell_regressor_parameters.
 HIDDEN = {"rnn": 34, "gru": 19, "lstm": 16}
 SEQ_LENS = (20, 50, 100)
 LRS = (3e-3, 1e-2, 3e-2)
@@ -54,7 +54,7 @@ def jobs(quick: bool) -> list[dict]:
 def run(job: dict) -> dict:
     import torch
 
-    from rnnlib.gated_study import gated_adding_run
+    from rnnlib.training.gated_study import gated_adding_run
 
     torch.set_num_threads(1)
     start = time.perf_counter()

@@ -21,7 +21,7 @@ from torch import nn
 
 from rnnlib import NumpyRNN, TorchRNN, layer_forward, num_parameters
 from rnnlib.gradcheck import max_abs_difference as max_abs
-from rnnlib.examples import ARTICLE_SEED, article_input
+from rnnlib.explain.examples import ARTICLE_SEED, article_input
 
 TOL = 1e-12
 PROPERTY = settings(max_examples=15, deadline=None, derandomize=True, database=None)
@@ -329,7 +329,7 @@ def test_gradient_into_layer_1_output_is_the_sum_over_both_upper_directions() ->
         assert max_abs(from_fwd, y1.grad[t]) > 1e-3 and max_abs(from_bwd, y1.grad[t]) > 1e-3  # neither alone
 
 
-# --- The figure of a bidirectional stack (rnnlib.bidirectional_diagram) ----------------
+# --- The figure of a bidirectional stack (rnnlib.explain.bidirectional_diagram) ----------------
 
 
 @pytest.mark.parametrize("L, T", [(1, 2), (2, 4), (3, 3)])
@@ -337,8 +337,8 @@ def test_bidirectional_figure_graph(L, T):
     """Forward reads t-1, backward t+1, the concatenation of step t feeds both directions of the next layer."""
     import matplotlib.pyplot as plt
 
-    from rnnlib.bidirectional_diagram import bidirectional_h_n, bidirectional_stack_graph, draw_bidirectional
-    from rnnlib.dataflow import bidirectional_graph
+    from rnnlib.explain.bidirectional_diagram import bidirectional_h_n, bidirectional_stack_graph, draw_bidirectional
+    from rnnlib.explain.dataflow import bidirectional_graph
 
     nodes, edges = bidirectional_stack_graph(L, T)
     for src, dst, weight in edges:
@@ -350,7 +350,7 @@ def test_bidirectional_figure_graph(L, T):
             assert src[1:] == dst[1:] and weight is None
         else:
             assert src[2] == dst[2] and src[0] == ("x" if dst[1] == 1 else "cat")
-    # Contract each concatenation: the cell graph of rnnlib.dataflow (d = 0 forward, 1 backward).
+    # Contract each concatenation: the cell graph of rnnlib.explain.dataflow (d = 0 forward, 1 backward).
     code = {"fwd": 0, "bwd": 1}
     cell_edges = {((s[1], s[2], code[s[0]]), (d[1], d[2], code[d[0]]), w)
                   for s, d, w in edges if s[0] in code and d[0] in code}
@@ -373,7 +373,7 @@ def test_bidirectional_figure_graph(L, T):
 
 def test_bidirectional_figure_h_n_labels_are_nn_rnn_h_n():
     """The states the figure labels h_n[k] are nn.RNN's h_n[k] (checked on the top layer through output)."""
-    from rnnlib.bidirectional_diagram import bidirectional_h_n
+    from rnnlib.explain.bidirectional_diagram import bidirectional_h_n
 
     torch.manual_seed(0)
     L, T, H = 2, 4, 5

@@ -3,10 +3,10 @@
 * The one-step formulas (delta = dh * phi', dW_ih = delta^T x, dx = delta W_ih, ...) are
   ``rnn_cell_backward``.
 * The step-by-step backward (a loop over layers and steps calling ``rnn_cell_backward``,
-  ``rnnlib.gradient_flow.stack_backward``) equals ``NumpyRNN.backward`` (1e-12) and both equal
+  ``rnnlib.explain.gradient_flow.stack_backward``) equals ``NumpyRNN.backward`` (1e-12) and both equal
   ``torch.autograd`` on ``nn.RNN`` (1e-10), on the article's example and on random stacks.
 * It passes the finite-difference check (relative errors < 1e-6).
-* Each classic mistake of ``rnnlib.mistakes`` fails the check (some relative error > 1e-3);
+* Each classic mistake of ``rnnlib.coursework.mistakes`` fails the check (some relative error > 1e-3);
   the two stack mistakes leave the top layer right and break every layer below;
   forgetting dh_next makes d_h0 zero; on an encoder loss (h_n only) forgetting G_n zeroes every
   gradient, and G_n for the top layer only breaks every layer below.
@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 from rnnlib import NumpyRNN, check_rnn_gradients, rnn_cell_backward, rnn_cell_forward
-from rnnlib.examples import ARTICLE_SEED, article_input
+from rnnlib.explain.examples import ARTICLE_SEED, article_input
 from rnnlib.gradcheck import numerical_gradient, rel_error
-from rnnlib.gradient_flow import stack_backward, stack_forward
-from rnnlib.mistakes import (
+from rnnlib.explain.gradient_flow import stack_backward, stack_forward
+from rnnlib.coursework.mistakes import (
     MISTAKES,
     backward_passing_dh_down,
     backward_sending_loss_gradient_to_every_layer,
@@ -234,7 +234,7 @@ def test_with_backward_copies_and_leaves_model_alone() -> None:
         with_backward(NumpyRNN(3, 5, 2, bidirectional=True))
 
 
-# --- The figure of the two gradient paths (rnnlib.gradient_diagram) --------------------
+# --- The figure of the two gradient paths (rnnlib.explain.gradient_diagram) --------------------
 
 
 @pytest.mark.parametrize("L, T", [(1, 1), (2, 4), (3, 4), (4, 2)])
@@ -242,8 +242,8 @@ def test_gradient_paths_are_the_forward_edges_reversed(L, T):
     """Left arrows reverse the W_hh edges, down arrows the W_ih edges; the loss enters the top row and h_n's column."""
     import matplotlib.pyplot as plt
 
-    from rnnlib.dataflow import unrolled_graph
-    from rnnlib.gradient_diagram import draw_gradient_paths, gradient_edges
+    from rnnlib.explain.dataflow import unrolled_graph
+    from rnnlib.explain.gradient_diagram import draw_gradient_paths, gradient_edges
 
     edges = gradient_edges(L, T)
     _, forward = unrolled_graph(L, T)

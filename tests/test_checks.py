@@ -1,4 +1,4 @@
-"""The coursework's diagnostic checkers (``rnnlib.checks``) and the assignment notebooks' nbgrader format.
+"""The coursework's diagnostic checkers (``rnnlib.coursework.checks``) and the assignment notebooks' nbgrader format.
 
 Claims:
 
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 import rnnlib
-import rnnlib.checks as C
+import rnnlib.coursework.checks as C
 from rnnlib.numpy_rnn import rnn_cell_backward, rnn_cell_forward
 
 from fixtures.mistakes import a1, a2, a3, a4  # tests/ is on sys.path (pytest's rootdir insertion)
@@ -482,7 +482,7 @@ def test_trained_model_check_rejects_a_forward_that_bypasses_the_rnn():
 
 def test_train_step_probe_clips():
     # The train_step check only tells "no clipping" apart if clipping acts on its batches.
-    from rnnlib.models import TorchRNNRegressor
+    from rnnlib.training.models import TorchRNNRegressor
 
     torch.manual_seed(0)
     model = TorchRNNRegressor(2, 6, 2, dtype=torch.float64)

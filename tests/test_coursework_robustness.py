@@ -54,22 +54,22 @@ def a1_deletes_test_cells(nb):
 
 
 def a1_redefines_checkers(nb):
-    """A wrong rnn_step with the checker patched in rnnlib.checks and shadowed by a global."""
+    """A wrong rnn_step with the checker patched in rnnlib.coursework.checks and shadowed by a global."""
     by_id(nb, "a1_step").source = (
-        "import rnnlib.checks\n"
-        "rnnlib.checks.check_rnn_step = lambda *args, **kwargs: None\n"
-        "rnnlib.checks.check_rnn_forward = lambda *args, **kwargs: None\n"
+        "import rnnlib.coursework.checks\n"
+        "rnnlib.coursework.checks.check_rnn_step = lambda *args, **kwargs: None\n"
+        "rnnlib.coursework.checks.check_rnn_forward = lambda *args, **kwargs: None\n"
         "def check_rnn_step(*args, **kwargs):\n    pass\n"
-        "_checks = rnnlib.checks\n" + WRONG_STEP)
+        "_checks = rnnlib.coursework.checks\n" + WRONG_STEP)
 
 
 def a1_patches_reload(nb):
     """The checker patched *and* importlib.reload made a no-op (the test cells' reload is defeated)."""
     by_id(nb, "a1_step").source = (
-        "import importlib, rnnlib.checks\n"
+        "import importlib, rnnlib.coursework.checks\n"
         "importlib.reload = lambda module: module\n"
-        "rnnlib.checks.check_rnn_step = lambda *args, **kwargs: None\n"
-        "rnnlib.checks.check_rnn_forward = lambda *args, **kwargs: None\n" + WRONG_STEP)
+        "rnnlib.coursework.checks.check_rnn_step = lambda *args, **kwargs: None\n"
+        "rnnlib.coursework.checks.check_rnn_forward = lambda *args, **kwargs: None\n" + WRONG_STEP)
 
 
 def a1_edits_test_cell(nb):

@@ -1,11 +1,11 @@
-"""rnnlib.data: the shipped corpus, the vocabulary, batches, and the adding problem."""
+"""rnnlib.training.data: the shipped corpus, the vocabulary, batches, and the adding problem."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rnnlib.data import (CharVocab, adding_problem, load_corpus, one_hot, random_windows, stream_batches,
+from rnnlib.training.data import (CharVocab, adding_problem, load_corpus, one_hot, random_windows, stream_batches,
                          train_val_split)
 
 

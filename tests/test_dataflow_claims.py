@@ -22,7 +22,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
-from rnnlib.dataflow import (  # noqa: E402
+from rnnlib.explain.dataflow import (  # noqa: E402
     all_paths,
     ancestors,
     as_schedule,
@@ -42,8 +42,8 @@ from rnnlib.dataflow import (  # noqa: E402
     unrolled_graph,
     wavefronts,
 )
-from rnnlib.diagrams import draw_unrolled, node_label  # noqa: E402
-from rnnlib.examples import ARTICLE_SEED, article_input  # noqa: E402
+from rnnlib.explain.diagrams import draw_unrolled, node_label  # noqa: E402
+from rnnlib.explain.examples import ARTICLE_SEED, article_input  # noqa: E402
 from rnnlib.numpy_rnn import layer_forward  # noqa: E402
 
 sizes = st.tuples(st.integers(1, 6), st.integers(1, 12))  # (L, T)

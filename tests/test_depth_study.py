@@ -1,4 +1,4 @@
-"""The depth study of Chapter 9 (rnnlib/study.py, experiments/depth_study.py and its stored results).
+"""The depth study of Chapter 9 (rnnlib/training/study.py, experiments/depth_study.py and its stored results).
 
 * The protocol's pieces are right: parameter counts by formula equal the modules', each arm's
   learning rate is chosen on validation scores only, renumbering hidden units is a symmetry.
@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlib.data import CharVocab, load_corpus, random_windows
-from rnnlib.models import NumpyRNNLM, TorchRNNLM, TorchRNNRegressor
-from rnnlib.study import (SOLVED_MSE, Arm, adding_run, arm_of, arm_summary, best_learning_rates, learning_rate_table,
+from rnnlib.training.data import CharVocab, load_corpus, random_windows
+from rnnlib.training.models import NumpyRNNLM, TorchRNNLM, TorchRNNRegressor
+from rnnlib.training.study import (SOLVED_MSE, Arm, adding_run, arm_of, arm_summary, best_learning_rates, learning_rate_table,
                           lm_parameters, load_study, regressor_parameters, renumber_hidden_units, summary_table)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,8 +124,8 @@ def test_a_fresh_run_of_the_live_configuration_solves_the_task_and_lifts_its_gra
     1e-4 of the last input's (at initialisation) to above a tenth: claims about the configuration,
     not stored values.
     """
-    from rnnlib.data import adding_problem
-    from rnnlib.train import input_gradient_norms
+    from rnnlib.training.data import adding_problem
+    from rnnlib.training.train import input_gradient_norms
 
     torch.set_num_threads(1)
     x = torch.from_numpy(adding_problem(20, 256, np.random.default_rng(1))[0])
@@ -172,7 +172,7 @@ def test_relu_solves_the_adding_problem_at_every_depth_and_width(any_study: dict
 def test_the_studies_on_two_kernel_settings_agree_in_their_statistics_not_their_runs() -> None:
     """Chapter 9, "Why your numbers may differ": most runs moved, a few crossed the solved line, but the
     per-arm learning rates agree for all arms but at most two, and the medians stay close."""
-    from rnnlib.study import compare_studies
+    from rnnlib.training.study import compare_studies
 
     a, b = (load_study(p)["runs"] for p in STUDIES)
     moved = compare_studies(a, b)

@@ -23,7 +23,7 @@ from torch import nn
 
 from rnnlib import NumpyRNN, TorchRNN, check_rnn_gradients, layer_forward
 from rnnlib.gradcheck import max_abs_difference as max_abs
-from rnnlib.examples import ARTICLE_SEED, article_input
+from rnnlib.explain.examples import ARTICLE_SEED, article_input
 from rnnlib.torch_rnn import torch_layer_forward
 
 TOL = 1e-12

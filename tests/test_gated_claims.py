@@ -26,13 +26,13 @@ import torch
 from torch import nn
 
 from rnnlib import NumpyGRU, NumpyLSTM
-from rnnlib.data import adding_problem
-from rnnlib.examples import ARTICLE_SEED, article_input
-from rnnlib.gated_study import (CELLS, CellRegressor, arm_summary, best_learning_rates, cell_regressor_parameters,
+from rnnlib.training.data import adding_problem
+from rnnlib.explain.examples import ARTICLE_SEED, article_input
+from rnnlib.training.gated_study import (CELLS, CellRegressor, arm_summary, best_learning_rates, cell_regressor_parameters,
                                 chunked_lstm_forward, forget_gate_path, gated_adding_run, input_gradient_curves,
                                 runs_of, set_forget_bias, solved_at_any_lr, stack_from_scratch, summaries)
-from rnnlib.study import SOLVED_MSE
-from rnnlib.timing import GATES
+from rnnlib.training.study import SOLVED_MSE
+from rnnlib.explain.timing import GATES
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "experiments" / "results" / "gated_study.json"

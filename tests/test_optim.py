@@ -1,4 +1,4 @@
-"""rnnlib.optim: SGD and Adam for dicts of NumPy arrays make torch.optim's updates, step for step."""
+"""rnnlib.training.optim: SGD and Adam for dicts of NumPy arrays make torch.optim's updates, step for step."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlib.optim import SGD, Adam
+from rnnlib.training.optim import SGD, Adam
 
 SHAPES = {"weight": (4, 3), "bias": (4,), "scalar": ()}
 STEPS = 7

@@ -29,7 +29,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_se
 
 from rnnlib import NumpyRNN, TorchRNN, check_rnn_gradients
 from rnnlib.gradcheck import max_abs_difference as max_abs
-from rnnlib.examples import ARTICLE_SEED
+from rnnlib.explain.examples import ARTICLE_SEED
 
 TOL = 1e-12
 PROPERTY = settings(max_examples=15, deadline=None, derandomize=True, database=None)
@@ -471,14 +471,14 @@ def test_masked_mean_pool_equals_mean_of_each_sequence_alone() -> None:
     assert max_abs(out.mean(dim=0), alone) > 1e-3  # dividing by T is wrong for short sequences
 
 
-# --- The staircase figure (rnnlib.packing_diagram) -------------------------------------
+# --- The staircase figure (rnnlib.explain.packing_diagram) -------------------------------------
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(1, 6), min_size=1, max_size=6))
 def test_staircase_is_pack_padded_sequence_layout(lengths):
     """batch_sizes, sorted_indices and each step's row in data are exactly pack_padded_sequence's."""
-    from rnnlib.packing_diagram import packing_staircase
+    from rnnlib.explain.packing_diagram import packing_staircase
 
     stairs = packing_staircase(lengths)
     T, N = max(lengths), len(lengths)
@@ -498,7 +498,7 @@ def test_staircase_is_pack_padded_sequence_layout(lengths):
 def test_staircase_figure_of_chapter_8():
     import matplotlib.pyplot as plt
 
-    from rnnlib.packing_diagram import draw_packing_staircase, packing_staircase
+    from rnnlib.explain.packing_diagram import draw_packing_staircase, packing_staircase
 
     stairs = packing_staircase([2, 4, 3])
     assert stairs.batch_sizes.tolist() == [3, 3, 2, 1] and stairs.sorted_indices.tolist() == [1, 2, 0]

@@ -15,7 +15,7 @@ What is asserted is what every machine must reproduce:
 * the memory the forward keeps for BPTT is ``T*N*H`` numbers per layer, autograd's saved tensors
   are 1.51 times that for the chapter's stack, and the checkpointing formula is smallest near
   ``sqrt(T)``;
-* ``rnnlib.timing``'s helpers: medians over interleaved runs, thread control that restores the
+* ``rnnlib.explain.timing``'s helpers: medians over interleaved runs, thread control that restores the
   counts, log-log slopes.
 """
 
@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from rnnlib import TorchRNN
-from rnnlib.dataflow import critical_path_length
-from rnnlib.performance import (
+from rnnlib.explain.dataflow import critical_path_length
+from rnnlib.explain.performance import (
     FlopCounter,
     autograd_saved_bytes,
     hoisted_forward,
@@ -43,7 +43,7 @@ from rnnlib.performance import (
     plot_scaling,
     wavefront_forward,
 )
-from rnnlib.timing import (
+from rnnlib.explain.timing import (
     GATES,
     backward_flops,
     checkpointed_state_bytes,

@@ -1,15 +1,15 @@
 """Claims of Chapter 6's remedies: clipping, truncated BPTT, initialisation.
 
-* ``rnnlib.clipping.clip_grad_norm`` equals ``torch.nn.utils.clip_grad_norm_`` on the same
+* ``rnnlib.training.clipping.clip_grad_norm`` equals ``torch.nn.utils.clip_grad_norm_`` on the same
   gradients to 1e-12: the returned total norm, the clipped gradients, the no-op case below
   ``max_norm``, other norm types; it keeps the direction.
-* ``rnnlib.tbptt``: one chunk is full BPTT (1e-12); k chunks equal PyTorch's ``h.detach()``
+* ``rnnlib.training.tbptt``: one chunk is full BPTT (1e-12); k chunks equal PyTorch's ``h.detach()``
   idiom (1e-12); with a loss on the last step, every input outside the last chunk gets exactly
   zero gradient while inside it TBPTT equals full BPTT; the share truncation discards grows with rho.
   TBPTT(k1, k2) (Williams & Peng) and randomized truncation (d2l 9.7) equal torch implementations with
   ``.detach()`` to 1e-12 in float64; k1 == k2 is the chunks; the reach matrices the chapter draws are
   where (and, randomized, with what weight) a single loss sends gradient.
-* ``rnnlib.init``: IRNN and ``set_recurrent_weights`` give what they promise.
+* ``rnnlib.training.init``: IRNN and ``set_recurrent_weights`` give what they promise.
 * The chapter's training demonstration, as medians over networks: with lr 0.3, the first unclipped
   step saturates most states, and clipping at 1 ends at less than half the unclipped loss.
 """
@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 from rnnlib import NumpyRNN
-from rnnlib.clipping import clip_grad_norm, total_grad_norm
-from rnnlib.init import irnn_init, set_recurrent_weights, spectral_radius
-from rnnlib.tbptt import (
+from rnnlib.training.clipping import clip_grad_norm, total_grad_norm
+from rnnlib.training.init import irnn_init, set_recurrent_weights, spectral_radius
+from rnnlib.training.tbptt import (
     chunk_bounds,
     k1k2_windows,
     plot_gradient_reach,

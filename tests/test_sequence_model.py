@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnlib import NumpyRNN
-from rnnlib.examples import ARTICLE_SEED
+from rnnlib.explain.examples import ARTICLE_SEED
 from rnnlib.gradcheck import numerical_gradient, numerical_gradient_array, rel_error
-from rnnlib.sequence_model import (
+from rnnlib.training.sequence_model import (
     sequence_loss,
     temporal_affine_backward,
     temporal_affine_forward,

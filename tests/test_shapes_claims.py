@@ -1,4 +1,4 @@
-"""The claims of chapter 3 (Shapes, layouts and the initial state), and the shape table of rnnlib.shapes."""
+"""The claims of chapter 3 (Shapes, layouts and the initial state), and the shape table of rnnlib.explain.shapes."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from rnnlib import NumpyRNN, TorchRNN
-from rnnlib.examples import ARTICLE_SEED, article_input
-from rnnlib.gradient_flow import power_norms
-from rnnlib.init import spectral_radius
-from rnnlib.shapes import ShapeRow, expected_shapes, format_shape_table, run_three, shape_table
+from rnnlib.explain.examples import ARTICLE_SEED, article_input
+from rnnlib.explain.gradient_flow import power_norms
+from rnnlib.training.init import spectral_radius
+from rnnlib.explain.shapes import ShapeRow, expected_shapes, format_shape_table, run_three, shape_table
 
 # The article's batch-first tensor, written literally as the article does ((batch, seq_len, input)).
 ARTICLE_BATCH_FIRST_LITERAL = [
@@ -356,7 +356,7 @@ def test_view_after_transpose_needs_contiguous_or_reshape():
     assert torch.equal(swapped.contiguous().view(8, 3), swapped.reshape(8, 3))
 
 
-# --- The memory-layout figure (rnnlib.memory_layout) -----------------------------------
+# --- The memory-layout figure (rnnlib.explain.memory_layout) -----------------------------------
 
 
 @pytest.mark.parametrize("T, N", [(4, 2), (3, 5), (1, 3), (6, 1)])
@@ -364,7 +364,7 @@ def test_memory_layout_figure_matches_view_and_transpose(T, N):
     """The blocks the figure shows in each row are the ones .view and .transpose really read."""
     import matplotlib.pyplot as plt
 
-    from rnnlib.memory_layout import draw_memory_layout, memory_blocks, transpose_blocks, view_blocks
+    from rnnlib.explain.memory_layout import draw_memory_layout, memory_blocks, transpose_blocks, view_blocks
 
     D = 3
     # x[t-1, n-1] = (t, n, 0): every block says where it comes from.

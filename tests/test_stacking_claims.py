@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from rnnlib import NumpyRNN, TorchRNN, num_parameters
-from rnnlib.examples import ARTICLE_SEED, article_input
+from rnnlib.explain.examples import ARTICLE_SEED, article_input
 
 # The article's input, written literally as the article does (time-major, (seq_len, batch, input)).
 ARTICLE_LITERAL = [
@@ -302,15 +302,15 @@ def test_output_layer_on_the_stack_reads_only_the_top_layer():
         assert (y[-1] - head(hn[-1])).abs().max().item() < 1e-12  # equal up to matmul rounding
 
 
-# --- The figure of what nn.RNN returns (rnnlib.diagrams.draw_output_and_h_n) ---------
+# --- The figure of what nn.RNN returns (rnnlib.explain.diagrams.draw_output_and_h_n) ---------
 
 
 def test_figure_highlights_exactly_output_and_h_n():
     """The filled cells of the chapter's figure are the states nn.RNN returns, and no other."""
     import matplotlib.pyplot as plt
 
-    from rnnlib.dataflow import forward_time_major
-    from rnnlib.diagrams import draw_output_and_h_n, returned_cells
+    from rnnlib.explain.dataflow import forward_time_major
+    from rnnlib.explain.diagrams import draw_output_and_h_n, returned_cells
 
     L, T = 2, 4
     roles = returned_cells(L, T)

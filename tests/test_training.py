@@ -16,11 +16,11 @@ import pytest
 import torch
 from torch import nn
 
-from rnnlib.data import CharVocab, adding_problem, load_corpus, train_val_split
+from rnnlib.training.data import CharVocab, adding_problem, load_corpus, train_val_split
 from rnnlib.gradcheck import numerical_gradient, rel_error
-from rnnlib.models import NumpyRNNLM, TorchRNNLM, TorchRNNRegressor, softmax_cross_entropy
-from rnnlib.optim import SGD, Adam
-from rnnlib.train import (adding_experiment, evaluate_lm, input_gradient_norms, lm_batches, moving_average,
+from rnnlib.training.models import NumpyRNNLM, TorchRNNLM, TorchRNNRegressor, softmax_cross_entropy
+from rnnlib.training.optim import SGD, Adam
+from rnnlib.training.train import (adding_experiment, evaluate_lm, input_gradient_norms, lm_batches, moving_average,
                           plot_loss_curves, torch_lm_loss, train_numpy_lm, train_torch_lm)
 
 V, H, T, N = 7, 5, 6, 3
@@ -192,7 +192,7 @@ def test_moving_average_and_plot():
 
 
 def test_higher_temperature_flattens_the_distribution():
-    from rnnlib.models import softmax_with_temperature
+    from rnnlib.training.models import softmax_with_temperature
 
     logits = np.array([2.0, 1.0, 0.5, -1.0])
     entropies = []
@@ -206,14 +206,14 @@ def test_higher_temperature_flattens_the_distribution():
 
 
 def test_known_word_share():
-    from rnnlib.data import known_word_share
+    from rnnlib.training.data import known_word_share
 
     assert known_word_share("And God saw, and lo", {"And", "God", "saw", "and"}) == 0.8
     assert known_word_share("...", {"a"}) == 0.0
 
 
 def test_carrying_an_attached_state_across_batches_fails_in_torch_and_detaching_fixes_it(genesis):
-    from rnnlib.data import stream_batches
+    from rnnlib.training.data import stream_batches
 
     vocab, (train, _) = genesis
     torch.manual_seed(0)
@@ -233,9 +233,9 @@ def test_validation_read_like_training_is_close_to_training_and_context_lowers_i
     training loss (no overfitting), and reading validation as long streams (state carried) is lower."""
     import math
 
-    from rnnlib.data import random_windows
-    from rnnlib.optim import Adam as NumpyAdam
-    from rnnlib.train import train_numpy_lm
+    from rnnlib.training.data import random_windows
+    from rnnlib.training.optim import Adam as NumpyAdam
+    from rnnlib.training.train import train_numpy_lm
 
     vocab, (train, val) = genesis
     torch.manual_seed(0)
@@ -276,9 +276,9 @@ def test_twins_with_renumbered_units_agree_at_first_and_drift_apart_in_unstable_
     """Chapter 9, "Why your numbers may differ": the same network with its hidden units renumbered
     (another summation order, as on another machine) trains identically for the first steps, and
     differs in the third decimal of the loss within 300 steps at lr 3e-2."""
-    from rnnlib.optim import Adam as NumpyAdam
-    from rnnlib.study import renumber_hidden_units
-    from rnnlib.train import train_numpy_lm
+    from rnnlib.training.optim import Adam as NumpyAdam
+    from rnnlib.training.study import renumber_hidden_units
+    from rnnlib.training.train import train_numpy_lm
 
     vocab, (train, _) = genesis
     batches = lm_batches(train, 32, 32, 300, seed=0)

@@ -1,8 +1,8 @@
 """The checks split across the grader's trust boundary give exactly the in-process diagnosis.
 
-The local grader plans the probes on the trusted side (``rnnlib.checks.plan``), lets the
+The local grader plans the probes on the trusted side (``rnnlib.coursework.checks.plan``), lets the
 submission's kernel collect the learner's outputs as plain data (``collect``, then
-``rnnlib.wire`` to cross), and judges them on the trusted side (``judge``). For every
+``rnnlib.coursework.wire`` to cross), and judges them on the trusted side (``judge``). For every
 classic mistake of every task, every correct solution and every student stub, that path
 must give the same diagnosis, character for character, as calling ``diagnose_<check>``
 in one process; and what crosses to the kernel never holds an expected value.
@@ -15,8 +15,8 @@ import sys
 import numpy as np
 import pytest
 
-import rnnlib.checks as C
-from rnnlib import wire
+import rnnlib.coursework.checks as C
+from rnnlib.coursework import wire
 from fixtures.mistakes import a1, a2, a3, a4  # tests/ is on sys.path (pytest's rootdir insertion)
 from test_checks import GRADED, definitions, read, student_version  # noqa: F401 - shared helpers
 
@@ -112,7 +112,7 @@ def test_a_kernel_that_lies_in_malformed_ways_is_refused_not_trusted():
 
 
 def test_a_refereed_check_is_not_fooled_by_patches_in_the_learners_process(monkeypatch):
-    """The hidden tests' referee (rnnlib/referee.py) plans and judges in a fresh interpreter:
+    """The hidden tests' referee (rnnlib/coursework/referee.py) plans and judges in a fresh interpreter:
     numpy's comparisons and torch's reference patched here change nothing there."""
     import torch
 
@@ -131,13 +131,13 @@ def test_one_referee_serves_every_hidden_test_of_a_kernel_and_a_dead_one_is_repl
     import importlib.util
     import os
 
-    from rnnlib import referee
+    from rnnlib.coursework import referee
 
     C.check_rnn_step(a1.correct_step, refereed=True)
     first = referee._referees[os.getpid()]
     # What the notebooks' importlib.reload(_checks) does, on a second copy (reloading C itself would
     # redefine the classes other tests in this process hold instances of).
-    spec = importlib.util.spec_from_file_location("rnnlib._checks_reloaded", C.__file__)
+    spec = importlib.util.spec_from_file_location("rnnlib.coursework._checks_reloaded", C.__file__)
     reloaded = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, reloaded)  # dataclasses look their module up
     spec.loader.exec_module(reloaded)
@@ -158,7 +158,7 @@ def test_one_referee_serves_every_hidden_test_of_a_kernel_and_a_dead_one_is_repl
 def test_a_check_the_referee_cannot_plan_fails_with_its_reason_and_the_referee_serves_on():
     import os
 
-    from rnnlib import referee
+    from rnnlib.coursework import referee
 
     with pytest.raises(AssertionError, match="could not plan the check: .*no_such_option"):
         C.check_rnn_step(a1.correct_step, refereed=True, no_such_option=1)

@@ -19,7 +19,7 @@ Tolerances, and why:
 * PyTorch's default ``W_hh`` (uniform in +-1/sqrt(H)): its spectral radius is a statistic over
   seeds, not one draw; the median lies within [1/sqrt(3) - 0.01, 1/sqrt(3) + 0.06], the 95th
   percentile below 0.75, and the 5-95% band narrows with H (50 seeds per width, as in the chapter).
-* Residual connections (``rnnlib.residual``): the hand-written backward equals autograd to 1e-12
+* Residual connections (``rnnlib.training.residual``): the hand-written backward equals autograd to 1e-12
   (float64); with skips, one layer down multiplies the norm by ``sqrt(1 + q^2)`` (``q`` the plain
   factor's prediction in the residual stack's layers), within 5%, and so by more than 1, while the
   plain stack's factor stays below 0.7. Measured over seeds 0-4: within 2.4%.
@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 from rnnlib import NumpyRNN
-from rnnlib.gradient_flow import (
+from rnnlib.explain.gradient_flow import (
     activation_derivative_stats,
     fit_log_slope,
     hidden_state_jacobian_norms,
@@ -48,7 +48,7 @@ from rnnlib.gradient_flow import (
     stack_forward,
     torch_hidden_state_jacobians,
 )
-from rnnlib.init import irnn_init, orthogonal, scale_to_spectral_radius, set_recurrent_weights, spectral_radius
+from rnnlib.training.init import irnn_init, orthogonal, scale_to_spectral_radius, set_recurrent_weights, spectral_radius
 
 H, D, N, T = 32, 4, 8, 40
 RHOS = (0.5, 0.9, 1.0, 1.1, 1.5)
@@ -260,7 +260,7 @@ def test_plot_functions_return_figures_holding_the_data() -> None:
     plt.close(fig)
 
 
-# --- Residual connections between layers (rnnlib.residual) -----------------------------
+# --- Residual connections between layers (rnnlib.training.residual) -----------------------------
 
 
 def _torch_residual_stack(params, x, num_layers):
@@ -282,10 +282,10 @@ def _torch_residual_stack(params, x, num_layers):
 
 @pytest.mark.parametrize("D_in, L", [(D, 3), (H, 3), (D, 1)])
 def test_residual_backward_matches_autograd(D_in, L):
-    """rnnlib.residual's forward and hand-written backward equal autograd on the same residual stack, in float64."""
+    """rnnlib.training.residual's forward and hand-written backward equal autograd on the same residual stack, in float64."""
     import torch
 
-    from rnnlib.residual import residual_backward, residual_forward
+    from rnnlib.training.residual import residual_backward, residual_forward
 
     model = NumpyRNN(D_in, H, L, "tanh", seed=1)
     x = np.random.default_rng(0).standard_normal((7, 3, D_in))
@@ -309,7 +309,7 @@ def test_residual_backward_matches_autograd(D_in, L):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_residual_connections_stop_the_decay_with_depth(seed):
     """Chapter 6: with skips the per-layer factor going down is sqrt(1 + q^2) > 1 (within 5%), plain < 0.7."""
-    from rnnlib.residual import residual_backward, residual_forward
+    from rnnlib.training.residual import residual_backward, residual_forward
 
     x = np.random.default_rng(2 + seed).standard_normal((T, N, D))
     G = np.zeros((T, N, H))

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from rnnlib import NumpyRNN, TorchRNN
-from rnnlib.examples import (
+from rnnlib.explain.examples import (
     ARTICLE_SEED,
     BATCH,
     HIDDEN_SIZE,

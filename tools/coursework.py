@@ -21,11 +21,11 @@ shown to learners, and locked cells. This script works with or without an nbgrad
         by ``grade_id`` (nbgrader's OverwriteCells rule; cells whose metadata an editor
         stripped are matched by their cell id), and each test cell is replaced by a *probe*:
         it evaluates the names the instructor's test cell checks and returns the learner's
-        outputs on inputs drawn from a secret seed, as plain data (rnnlib/grading.py,
-        rnnlib/wire.py). The notebook runs in a fresh kernel in a sandbox (tools/sandbox.py:
+        outputs on inputs drawn from a secret seed, as plain data (rnnlib/coursework/grading.py,
+        rnnlib/coursework/wire.py). The notebook runs in a fresh kernel in a sandbox (tools/sandbox.py:
         bubblewrap when available), every cell even after errors, with a per-cell timeout
         and an overall time bound. The correct answers never enter the kernel: each task is
-        judged here by rnnlib.checks (full points or none). The report also carries flags
+        judged here by rnnlib.coursework.checks (full points or none). The report also carries flags
         for a teacher (code that reaches for the grading machinery, a copy of the published
         solution), says whether a sandbox was used, and is refused (exit code 3) if anything
         the grader relies on changed during grading. Prints one line per task; exit code 0
@@ -542,7 +542,8 @@ def code_findings(source: str, imported: set[str]) -> list[str]:
             names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) and node.module
                                                     else [])
             for name in names:
-                if name.split(".")[0] in SUSPICIOUS_NAMES or name.split(".")[-1] in SUSPICIOUS_NAMES | {"checks"}:
+                parts = name.split(".")
+                if parts[0] in SUSPICIOUS_NAMES or parts[-1] in SUSPICIOUS_NAMES | {"checks"} or "coursework" in parts:
                     found.append(f"import {name}")
         elif isinstance(node, ast.FunctionDef) and re.match(r"(check|diagnose|collect|judge|plan|answer)_?", node.name):
             found.append(f"def {node.name}")
@@ -615,7 +616,7 @@ def off_limits_flags(nb: NotebookNode, probes: dict[str, "ProbePlan"]) -> list[s
     """
     import ast
 
-    from rnnlib import checks
+    from rnnlib.coursework import checks
 
     names: set[str] = set()
     modules: set[str] = set()
@@ -630,7 +631,7 @@ def off_limits_flags(nb: NotebookNode, probes: dict[str, "ProbePlan"]) -> list[s
                     names |= {"autograd"}
             elif getattr(plan, "check", "") in ("adding_model", "train_step", "trained_adding_model"):
                 names |= {"TorchRNNRegressor", "NumpyRNNLM", "TorchRNNLM"}
-                modules |= {"rnnlib.train", "rnnlib.models"}
+                modules |= {"rnnlib.training.train", "rnnlib.training.models"}
     names -= {"backward", "forward", "grad"}
     if not names and not modules:
         return []
@@ -670,7 +671,7 @@ TAMPER_ATTRS = {
 }
 TAMPER_ROOTS = {"rnnlib", "builtins", "__builtins__", "sys", "np", "numpy", "torch", "nn", "F", "importlib",
                 "IPython", "nbformat", "nbclient", "jupyter_client", "ipykernel"}
-GRADER_MODULES = ("rnnlib.grading", "rnnlib.wire", "rnnlib.referee", "tools", "coursework", "sandbox", "importlib",
+GRADER_MODULES = ("rnnlib.coursework.grading", "rnnlib.coursework.wire", "rnnlib.coursework.referee", "tools", "coursework", "sandbox", "importlib",
                   "ctypes")
 TAMPER_CALLS = {"exec", "eval", "compile", "__import__"}  # code built at run time hides from every reading of it
 
@@ -784,7 +785,7 @@ def test_cell_checks(source: str) -> list[CheckCall]:
 
 
 def _check_module(name: str, source_dir: Path) -> Any:
-    """The trusted side's copy of a checks module: rnnlib.checks, or one beside the solution notebooks."""
+    """The trusted side's copy of a checks module: rnnlib.coursework.checks, or one beside the solution notebooks."""
     import importlib
     import importlib.util
 
@@ -809,7 +810,7 @@ class ProbePlan:
     modules: list[Any]
 
 
-PROBE_CELL = ("__import__('rnnlib.grading', fromlist=['answer']).answer({stem!r}, globals())  "
+PROBE_CELL = ("__import__('rnnlib.coursework.grading', fromlist=['answer']).answer({stem!r}, globals())  "
               "# the grader's probe of this task")
 
 
@@ -1132,7 +1133,7 @@ def score(nb: NotebookNode, runs: dict[int, CellRun], src: NotebookNode, total_t
           probes: dict[str, ProbePlan], results: dict[str, Any]) -> list[TaskResult]:
     """One result per test cell of the source, in source order: full points when the trusted side
     judged every check of the task correct (there is no partial credit within a task)."""
-    from rnnlib.checks import NOT_IMPLEMENTED
+    from rnnlib.coursework.checks import NOT_IMPLEMENTED
 
     out = []
     by_id = {grade_id(c): (i, c) for i, c in enumerate(nb.cells) if grade_id(c)}
@@ -1196,7 +1197,7 @@ def _numpy_only_problem(nb: NotebookNode, src: NotebookNode, probe: ProbePlan) -
     """
     import ast
 
-    from rnnlib import checks
+    from rnnlib.coursework import checks
 
     tasks = [checks._TASKS.get(p.request.get("task", "")) for p in probe.plans if hasattr(p, "request")]
     if not any(t is not None for t in tasks):
@@ -1269,7 +1270,7 @@ def grade(submission: Path, *, source_dir: Path = SOURCE_DIR, assignment: str | 
     import secrets
 
     import sandbox
-    from rnnlib import wire
+    from rnnlib.coursework import wire
 
     t0 = time.monotonic()
     submission = Path(submission)

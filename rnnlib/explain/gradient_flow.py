@@ -22,8 +22,8 @@ from typing import Any, NamedTuple, cast
 
 import numpy as np
 
-from .numpy_rnn import NumpyRNN, get_activation, rnn_cell_backward, rnn_cell_forward
-from .params import param_name
+from ..numpy_rnn import NumpyRNN, get_activation, rnn_cell_backward, rnn_cell_forward
+from ..params import param_name
 
 Array = np.ndarray
 Cache = dict[str, Any]
@@ -215,7 +215,7 @@ def torch_hidden_state_jacobians(model: NumpyRNN, x: Array, layer: int = -1, h0:
     """
     import torch
 
-    from .torch_rnn import torch_layer_forward
+    from ..torch_rnn import torch_layer_forward
 
     _, _, caches = stack_forward(model, x, h0)
     layer = layer % model.num_layers

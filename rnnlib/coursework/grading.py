@@ -4,9 +4,9 @@ The local grader (tools/coursework.py) replaces each test cell of a submission b
 line that calls :func:`answer`. It runs in the submission's kernel, which the grader does
 not trust: it only evaluates the names the instructor's test cell passes to its checks
 (``rnn_step``, ``trained_model, final_val_mse``), lets the checks' ``collect`` run the
-learner's code on the probe inputs, and writes what came back with :mod:`rnnlib.wire`.
+learner's code on the probe inputs, and writes what came back with :mod:`rnnlib.coursework.wire`.
 It returns nothing and decides nothing: the correct answers are not in this process, and
-the grader judges the data on its own side (``rnnlib.checks.judge``).
+the grader judges the data on its own side (``rnnlib.coursework.checks.judge``).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .dataflow import layer_params, num_layers_of
-from .numpy_rnn import layer_forward
+from ..numpy_rnn import layer_forward
 
 Array = np.ndarray
 Params = dict[str, Array]

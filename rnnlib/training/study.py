@@ -72,7 +72,7 @@ def adding_run(nonlinearity: str, num_layers: int, hidden_size: int, lr: float, 
     """Train one adding-problem regressor under the study's protocol; plain numbers out.
 
     The weights come from ``torch.manual_seed(seed)`` and the batches from
-    ``np.random.default_rng(seed)`` (:func:`rnnlib.train.adding_experiment`).
+    ``np.random.default_rng(seed)`` (:func:`rnnlib.training.train.adding_experiment`).
 
     Returns:
         ``{"val": MSE on 1000 validation sequences, "test": MSE on 1000 test sequences,
@@ -277,7 +277,7 @@ def plot_study(runs: Sequence[Run], task: str, *, ax: Any = None, baseline: floa
 
 
 def renumber_hidden_units(model: Any, seed: int) -> Any:
-    """A copy of a :class:`~rnnlib.models.NumpyRNNLM` with the hidden units of every layer renumbered.
+    """A copy of a :class:`~rnnlib.training.models.NumpyRNNLM` with the hidden units of every layer renumbered.
 
     The copy computes exactly the same function (a permutation of the units is a symmetry of
     the network), but every matrix product now adds its terms in another order, as a

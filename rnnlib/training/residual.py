@@ -33,9 +33,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .gradient_flow import initial_states, layer_backward_steps, layer_forward_steps
-from .numpy_rnn import NumpyRNN
-from .params import param_name
+from ..explain.gradient_flow import initial_states, layer_backward_steps, layer_forward_steps
+from ..numpy_rnn import NumpyRNN
+from ..params import param_name
 
 __all__ = ["ResidualForward", "ResidualGradients", "residual_backward", "residual_forward"]
 

@@ -29,7 +29,7 @@ CORPORA = ("genesis_kjv",)
 
 
 def load_corpus(name: str = "genesis_kjv") -> str:
-    """The text of a corpus shipped in ``rnnlib/corpora`` (see its README for source and licence).
+    """The text of a corpus shipped in ``rnnlib/training/corpora`` (see its README for source and licence).
 
     Args:
         name: ``'genesis_kjv'``, the Book of Genesis, King James Version (public domain).
@@ -39,7 +39,7 @@ def load_corpus(name: str = "genesis_kjv") -> str:
     """
     if name not in CORPORA:
         raise ValueError(f"unknown corpus {name!r}: expected one of {CORPORA}")
-    return (resources.files("rnnlib") / "corpora" / f"{name}.txt").read_text(encoding="utf-8")
+    return (resources.files("rnnlib.training") / "corpora" / f"{name}.txt").read_text(encoding="utf-8")
 
 
 class CharVocab:

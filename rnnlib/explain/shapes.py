@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .numpy_rnn import NumpyRNN
-from .torch_rnn import TorchRNN
+from ..numpy_rnn import NumpyRNN
+from ..torch_rnn import TorchRNN
 
 Shape = tuple[int, ...]
 

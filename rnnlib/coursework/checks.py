@@ -13,7 +13,7 @@ How a diagnosis is made:
    swapped, a weight not transposed, a bias missing, ``x_t`` fed to every layer, the
    bottom layer's state taken as the final one, the reverse direction not re-aligned in
    time, the tanh derivative forgotten, the gradient from the next step dropped, ...) is
-   computed on the same probe. The backward-pass mistakes of :mod:`rnnlib.mistakes` are
+   computed on the same probe. The backward-pass mistakes of :mod:`rnnlib.coursework.mistakes` are
    reused as they are.
 3. The learner's output is compared with the correct answer and with every variant. A
    match with a variant names the mistake ("your output matches what you get when W_ih
@@ -360,12 +360,12 @@ FORWARD_IMPLEMENTATIONS: tuple[tuple[str, str], ...] = (
     ("rnnlib.numpy_rnn", "NumpyRNN.forward"),
     ("rnnlib.torch_rnn", "torch_layer_forward"),
     ("rnnlib.torch_rnn", "TorchRNN.forward"),
-    ("rnnlib.dataflow", "run_schedule"),
-    ("rnnlib.gradient_flow", "stack_forward"),
-    ("rnnlib.checks", "_step_variant"),
-    ("rnnlib.checks", "_layer_variant"),
-    ("rnnlib.checks", "_stack_variant"),
-    ("rnnlib.checks", "_bidirectional_variant"),
+    ("rnnlib.explain.dataflow", "run_schedule"),
+    ("rnnlib.explain.gradient_flow", "stack_forward"),
+    ("rnnlib.coursework.checks", "_step_variant"),
+    ("rnnlib.coursework.checks", "_layer_variant"),
+    ("rnnlib.coursework.checks", "_stack_variant"),
+    ("rnnlib.coursework.checks", "_bidirectional_variant"),
     ("torch.nn.modules.rnn", "RNN.forward"),
     ("torch.nn.modules.rnn", "RNNCell.forward"),
 )
@@ -375,15 +375,15 @@ BACKWARD_IMPLEMENTATIONS: tuple[tuple[str, str], ...] = (
     ("rnnlib.numpy_rnn", "rnn_cell_backward"),
     ("rnnlib.numpy_rnn", "layer_backward"),
     ("rnnlib.numpy_rnn", "NumpyRNN.backward"),
-    ("rnnlib.gradient_flow", "stack_backward"),
-    ("rnnlib.models", "NumpyRNNLM.backward"),
-    ("rnnlib.tbptt", "truncated_bptt_gradients"),
+    ("rnnlib.explain.gradient_flow", "stack_backward"),
+    ("rnnlib.training.models", "NumpyRNNLM.backward"),
+    ("rnnlib.training.tbptt", "truncated_bptt_gradients"),
     ("rnnlib.gradcheck", "numerical_gradient"),
     ("rnnlib.gradcheck", "numerical_gradient_array"),
     ("rnnlib.gradcheck", "check_rnn_gradients"),
-    ("rnnlib.checks", "_step_backward_variant"),
-    ("rnnlib.checks", "_layer_backward_variant"),
-    ("rnnlib.checks", "_stack_backward_variant"),
+    ("rnnlib.coursework.checks", "_step_backward_variant"),
+    ("rnnlib.coursework.checks", "_layer_backward_variant"),
+    ("rnnlib.coursework.checks", "_stack_backward_variant"),
     ("torch.autograd", "backward"),
     ("torch.autograd", "grad"),
 )
@@ -399,10 +399,10 @@ def _record_off_limits(name: str) -> None:
 
 def _stub(name: str) -> types.FunctionType:
     # The stub's code may run with the *original* function's globals (see _off_limits), so it
-    # reaches this module through __import__ (a builtin), which returns the current rnnlib.checks.
+    # reaches this module through __import__ (a builtin), which returns the current rnnlib.coursework.checks.
     source = (
         "def _off_limits_stub(*args, **kwargs):\n"
-        f"    __import__('rnnlib.checks', fromlist=['_record_off_limits'])._record_off_limits({name!r})\n"
+        f"    __import__('rnnlib.coursework.checks', fromlist=['_record_off_limits'])._record_off_limits({name!r})\n"
         f"    raise RuntimeError({name + ' is off-limits inside the function being graded'!r})\n"
     )
     namespace: dict[str, Any] = {}
@@ -569,7 +569,7 @@ def _user_frame(err: BaseException) -> str:
     frames = traceback.extract_tb(err.__traceback__)
     for frame in reversed(frames):
         path = frame.filename.replace("\\", "/")
-        if "site-packages" in path or "/numpy/" in path or "/torch/" in path or path.endswith("rnnlib/checks.py"):
+        if "site-packages" in path or "/numpy/" in path or "/torch/" in path or path.endswith("rnnlib/coursework/checks.py"):
             continue
         if frame.line:
             return frame.line.strip()
@@ -1270,7 +1270,7 @@ COUNT_IMPLEMENTATIONS: tuple[tuple[str, str], ...] = (
     ("rnnlib.params", "param_shapes"),
     ("rnnlib.numpy_rnn", "NumpyRNN.__init__"),
     ("torch.nn.modules.rnn", "RNNBase.__init__"),
-    ("rnnlib.checks", "_count_variant"),
+    ("rnnlib.coursework.checks", "_count_variant"),
 )
 """What a learner's ``num_parameters`` must not call: a library count, or building a model to count."""
 
@@ -1473,7 +1473,7 @@ LOOP_STEP_BACKWARD_MISTAKES = ("no_tanh_derivative", "tanh_applied_twice", "deri
 
 
 def _mistakes_module() -> Any:
-    return importlib.import_module("rnnlib.mistakes")
+    return importlib.import_module("rnnlib.coursework.mistakes")
 
 
 def _step_backward_variant(dh: Array, cache: Mapping[str, Any], mistake: str | None = None) -> dict[str, Array]:
@@ -1498,7 +1498,7 @@ def _step_backward_variant(dh: Array, cache: Mapping[str, Any], mistake: str | N
 
 
 def _cell_cache(x: Array, h_prev: Array, W_ih: Array, W_hh: Array, b_ih: Array, b_hh: Array) -> dict[str, Any]:
-    from .numpy_rnn import rnn_cell_forward
+    from ..numpy_rnn import rnn_cell_forward
 
     return rnn_cell_forward(x, h_prev, W_ih, W_hh, b_ih, b_hh)[1]
 
@@ -1589,7 +1589,7 @@ def _torch_layer_grads(x: Array, h0: Array, weights: tuple[Array, Array, Array, 
 
 
 def _layer_caches(x: Array, h0: Array, weights: tuple[Array, Array, Array, Array]) -> list[dict[str, Any]]:
-    from .numpy_rnn import rnn_cell_forward
+    from ..numpy_rnn import rnn_cell_forward
 
     h, caches = h0, []
     for t in range(x.shape[0]):
@@ -1664,8 +1664,8 @@ def _stack_backward_variant(d_output: Array, d_h_n: Array, caches: Sequence[Sequ
 
 
 def _stack_backward_probe(seed: int, k: int, T: int, N: int, D: int, H: int, L: int) -> Probe:
-    from .gradient_flow import stack_forward
-    from .numpy_rnn import NumpyRNN
+    from ..explain.gradient_flow import stack_forward
+    from ..numpy_rnn import NumpyRNN
 
     rng = _rng(seed, 9, k)
     params = _stack_params(rng, D, H, L)
@@ -1710,7 +1710,7 @@ def diagnose_stacked_backward(fn: Any, *, seed: int = 0, extended: bool = False)
     """Diagnose ``stacked_rnn_backward(d_output (T, N, H), d_h_n (L, N, H), caches) -> (dx, dh0, grads)``.
 
     ``caches[l][t]`` is the cell cache of layer ``l`` at step ``t`` (as
-    :func:`rnnlib.gradient_flow.stack_forward` returns them); ``grads`` is keyed like the
+    :func:`rnnlib.explain.gradient_flow.stack_forward` returns them); ``grads`` is keyed like the
     state dict. Reference: ``torch.autograd`` through ``nn.RNN``.
     """
     sizes = [(4, 2, 3, 5, 2), (3, 3, 4, 4, 2)] + ([(3, 2, 2, 3, 3), (1, 2, 3, 2, 2)] if extended else [])
@@ -1746,7 +1746,7 @@ def check_stacked_backward(fn: Any, *, seed: int = 0, extended: bool = False) ->
 
 
 def _adding_batch(T: int, N: int, seed: int, dtype: Any = np.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    from .data import adding_problem
+    from ..training.data import adding_problem
 
     x, y = adding_problem(T, N, np.random.default_rng(seed), dtype=dtype)
     return torch.from_numpy(x), torch.from_numpy(y)
@@ -1954,7 +1954,7 @@ def _adding_model_judge(plan_: Plan, result: Any) -> tuple[str | None, list[str]
         if "problem" in m:
             return _text(m["problem"]), caught
         info = m.get("info") if isinstance(m.get("info"), dict) else {}
-        if info.get("type") == "rnnlib.models.TorchRNNRegressor":
+        if info.get("type") == "rnnlib.training.models.TorchRNNRegressor":
             return f"{name} is rnnlib's TorchRNNRegressor; write the model yourself", caught
         problem = _structure_problem(info, name, input_size=D, hidden_size=H, num_layers=L)
         if problem:
@@ -2014,7 +2014,7 @@ def _params_vector(model: nn.Module) -> np.ndarray:
 
 
 def _train_step_model(state: Mapping[str, Array], lr: float) -> tuple[nn.Module, torch.optim.Optimizer]:
-    from .models import TorchRNNRegressor
+    from ..training.models import TorchRNNRegressor
 
     model = TorchRNNRegressor(2, 6, 2, dtype=torch.float64)
     model.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float64)) for k, v in state.items()})
@@ -2022,7 +2022,7 @@ def _train_step_model(state: Mapping[str, Array], lr: float) -> tuple[nn.Module,
 
 
 def _train_step_plan(*, seed: int, extended: bool = False) -> tuple[dict[str, Any], Any]:
-    from .models import TorchRNNRegressor
+    from ..training.models import TorchRNNRegressor
 
     steps = 4 if extended else 3
     batches = [tuple(t.numpy() for t in _adding_batch(5, 4, seed + 200 + s, np.float64)) for s in range(steps)]
@@ -2258,7 +2258,7 @@ _CUSTOM: dict[str, tuple[Callable[..., Any], Callable[..., Any], Callable[..., A
 # local grader splits it: the trusted grader *plans* the probes (from a seed the notebook
 # cannot know) and keeps the correct answers and the mistakes' answers to itself; the
 # submission's kernel *collects* what the learner's code returns on the probe inputs, as
-# plain data (rnnlib.wire); the trusted grader *judges* that data with the same diagnosis
+# plain data (rnnlib.coursework.wire); the trusted grader *judges* that data with the same diagnosis
 # code. The kernel never sees an expected value, and nothing it patches can reach the
 # judgement. ``plan``/``judge`` replay the ``diagnose_*`` functions unchanged: in planning
 # mode ``_diagnose`` records the probes instead of calling the learner's function, and in
@@ -2453,9 +2453,9 @@ for _name, _value in list(globals().items()):
 
 
 def _refereed(check: str, objects: tuple, kwargs: dict[str, Any]) -> str | None:
-    """Diagnose in the referee process (rnnlib/referee.py): only ``collect`` runs in this process.
+    """Diagnose in the referee process (rnnlib/coursework/referee.py): only ``collect`` runs in this process.
 
-    The referee lives in rnnlib.referee, which the notebooks do not reload, so one referee serves
+    The referee lives in rnnlib.coursework.referee, which the notebooks do not reload, so one referee serves
     every hidden test of a kernel."""
     import json
     import tempfile
@@ -2484,7 +2484,7 @@ def _with_referee(name: str) -> None:
     refereed_check.__name__ = refereed_check.__qualname__ = name
     refereed_check.__doc__ = (original.__doc__ or "") + (
         "\n\n    With ``refereed=True`` (the hidden tests), the probes are planned and judged in a separate "
-        "\n    process with a seed of its own (rnnlib/referee.py); only the learner's code runs here.")
+        "\n    process with a seed of its own (rnnlib/coursework/referee.py); only the learner's code runs here.")
     globals()[name] = refereed_check
 
 

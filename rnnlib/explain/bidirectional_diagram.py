@@ -11,7 +11,7 @@ Nodes are ``(kind, l, t)`` with 1-based ``l`` and ``t``: ``("x", 0, t)`` the inp
 ``("fwd", l, t)`` and ``("bwd", l, t)`` the two states, ``("cat", l, t)`` the concatenation.
 An edge ``(src, dst, weight)`` names the ``nn.RNN`` parameter that multiplies ``src`` on its way into
 ``dst`` (``None`` for the concatenation, which has no weight). Without the concatenation nodes it is
-:func:`rnnlib.dataflow.bidirectional_graph`.
+:func:`rnnlib.explain.dataflow.bidirectional_graph`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from .params import param_name
+from ..params import param_name
 
 __all__ = ["DIRECTION_COLORS", "bidirectional_stack_graph", "bidirectional_h_n", "draw_bidirectional"]
 

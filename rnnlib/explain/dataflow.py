@@ -33,8 +33,8 @@ from typing import Any, Hashable, Iterable, NamedTuple, Sequence, cast
 
 import numpy as np
 
-from .numpy_rnn import get_activation, rnn_cell_forward
-from .params import param_name
+from ..numpy_rnn import get_activation, rnn_cell_forward
+from ..params import param_name
 
 Array = np.ndarray
 Node = tuple[int, int]

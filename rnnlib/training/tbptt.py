@@ -35,9 +35,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .numpy_rnn import NumpyRNN, rnn_cell_backward
-from .gradient_flow import _GRAD_KEYS, stack_backward, stack_forward
-from .params import param_name
+from ..numpy_rnn import NumpyRNN, rnn_cell_backward
+from ..explain.gradient_flow import _GRAD_KEYS, stack_backward, stack_forward
+from ..params import param_name
 
 Array = np.ndarray
 
@@ -155,7 +155,7 @@ def tbptt_k1k2_gradients(model: NumpyRNN, x: Array, d_output: Array, k1: int, k2
 
     One forward pass over the whole sequence (weights are not updated between passes, so the
     states are those of full BPTT), then one backward pass per window of :func:`k1k2_windows`,
-    each :func:`~rnnlib.rnn_cell_backward` by :func:`~rnnlib.gradient_flow.stack_backward` over
+    each :func:`~rnnlib.rnn_cell_backward` by :func:`~rnnlib.explain.gradient_flow.stack_backward` over
     steps ``back .. stop-1`` with the losses of ``first_loss .. stop-1`` only; the gradient that
     would flow into step ``back - 1`` is cut. The passes' gradients are summed; with overlapping
     windows (``k2 > k1``) a step's input gradient is the sum over every pass that reaches it.

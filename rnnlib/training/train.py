@@ -3,16 +3,16 @@
 * :func:`lm_batches`: a fixed, seeded list of random-window batches, so that two
   trainers can be fed exactly the same data.
 * :func:`train_numpy_lm` / :func:`train_torch_lm`: the same loop for
-  :class:`~rnnlib.models.NumpyRNNLM` (hand-written BPTT, :mod:`rnnlib.optim`) and for
-  :class:`~rnnlib.models.TorchRNNLM` (autograd, ``torch.optim``).
+  :class:`~rnnlib.training.models.NumpyRNNLM` (hand-written BPTT, :mod:`rnnlib.training.optim`) and for
+  :class:`~rnnlib.training.models.TorchRNNLM` (autograd, ``torch.optim``).
 * :func:`evaluate_lm`: mean cross-entropy (nats per character) over a whole text.
 * :func:`train_adding` / :func:`evaluate_adding` / :func:`adding_experiment`: the
-  adding problem with a :class:`~rnnlib.models.TorchRNNRegressor`.
+  adding problem with a :class:`~rnnlib.training.models.TorchRNNRegressor`.
 * :func:`progress_bar`: the text progress bar the trainers show.
 * :func:`input_gradient_norms`: how strongly the prediction depends on each input step.
 * :func:`plot_loss_curves`, :func:`plot_parity`, :func:`plot_input_gradient_norms`: figures.
 
-Gradient clipping is :func:`rnnlib.clipping.clip_grad_norm` (torch's rule, for NumPy dicts).
+Gradient clipping is :func:`rnnlib.training.clipping.clip_grad_norm` (torch's rule, for NumPy dicts).
 Every trainer returns a :class:`TrainHistory`; pass ``progress=False`` to silence the
 ``tqdm`` bar (tests do).
 """
@@ -80,7 +80,7 @@ def _progress(iterable: Iterable[Any], total: int | None, desc: str, progress: b
 
 
 def lm_batches(data: Array, seq_len: int, batch_size: int, steps: int, seed: int) -> list[Batch]:
-    """``steps`` batches of random windows (:func:`~rnnlib.data.random_windows`) from one seeded generator.
+    """``steps`` batches of random windows (:func:`~rnnlib.training.data.random_windows`) from one seeded generator.
 
     Returns:
         A list of ``(inputs (T, N), targets (T, N))`` pairs: a fixed list, so that
@@ -97,7 +97,7 @@ def train_numpy_lm(model: NumpyRNNLM, optimizer: Optimizer, batches: Sequence[Ba
     Every window starts from a zero state (the batches are independent windows).
 
     Args:
-        model: updated in place. optimizer: an :mod:`rnnlib.optim` optimizer built on ``model.params``.
+        model: updated in place. optimizer: an :mod:`rnnlib.training.optim` optimizer built on ``model.params``.
         batches: ``(inputs (T, N), targets (T, N))`` pairs.
         clip: maximum global gradient norm, or ``None`` (no clipping).
     """

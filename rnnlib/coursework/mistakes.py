@@ -1,6 +1,6 @@
 """Deliberately wrong backward passes: the classic BPTT mistakes, one function per mistake.
 
-Each ``backward_*`` function has the signature of :func:`rnnlib.gradient_flow.stack_backward`,
+Each ``backward_*`` function has the signature of :func:`rnnlib.explain.gradient_flow.stack_backward`,
 ``(caches, d_output, d_h_n=None) -> StackGradients``, runs without error, returns arrays of
 the right shapes, and is wrong. Shapes cannot catch these bugs; a gradient check can:
 
@@ -8,7 +8,7 @@ the right shapes, and is wrong. Shapes cannot catch these bugs; a gradient check
 >>> check_rnn_gradients(with_backward(model, backward_without_dh_next), x)  # doctest: +SKIP
 
 reports relative errors far above ``1e-3`` for the affected parameters. Wrap a correct
-backward instead (:func:`rnnlib.gradient_flow.stack_backward`) and every error drops to
+backward instead (:func:`rnnlib.explain.gradient_flow.stack_backward`) and every error drops to
 about ``1e-9``. The course uses them to show what a failing check looks like; coursework
 diagnostics use them as known-bad references.
 """
@@ -19,10 +19,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .gradient_flow import _GRAD_KEYS as _KINDS
-from .gradient_flow import Cache, StackGradients, stack_backward, stack_forward
-from .numpy_rnn import NumpyRNN, rnn_cell_backward
-from .params import param_name
+from ..explain.gradient_flow import _GRAD_KEYS as _KINDS
+from ..explain.gradient_flow import Cache, StackGradients, stack_backward, stack_forward
+from ..numpy_rnn import NumpyRNN, rnn_cell_backward
+from ..params import param_name
 
 Array = np.ndarray
 Backward = Callable[..., StackGradients]
@@ -234,14 +234,14 @@ class _SteppedRNN(NumpyRNN):
 def with_backward(model: NumpyRNN, backward: Backward = stack_backward) -> NumpyRNN:
     """A copy of ``model`` (same configuration and weights) whose ``backward`` is ``backward``.
 
-    Its ``forward`` is :func:`~rnnlib.gradient_flow.stack_forward` (correct), so
+    Its ``forward`` is :func:`~rnnlib.explain.gradient_flow.stack_forward` (correct), so
     ``check_rnn_gradients(with_backward(model, fn), x)`` tests exactly ``fn``.
     Unidirectional, time-major, batched input, no dropout.
 
     Args:
         model: a :class:`NumpyRNN`; it is not modified.
         backward: ``(caches, d_output, d_h_n) -> (d_input, d_h0, grads, ...)`` (a
-            :class:`~rnnlib.gradient_flow.StackGradients` or any tuple starting with those
+            :class:`~rnnlib.explain.gradient_flow.StackGradients` or any tuple starting with those
             three), e.g. one of :data:`MISTAKES`.
     """
     if model.bidirectional or model.batch_first or model.dropout > 0:

@@ -1,6 +1,6 @@
 """The backward pass on the unrolled grid: the two directions a gradient travels in a stack.
 
-The forward pass of :mod:`rnnlib.dataflow` sends :math:`h_t^{(l)}` *up* (to layer ``l+1``, through
+The forward pass of :mod:`rnnlib.explain.dataflow` sends :math:`h_t^{(l)}` *up* (to layer ``l+1``, through
 :math:`W_{ih}^{(l+1)}`) and *right* (to step ``t+1``, through :math:`W_{hh}^{(l)}`). Backpropagation
 reverses every edge: the gradient reaching :math:`h_t^{(l)}` comes *down* from :math:`h_t^{(l+1)}`
 (multiplied by :math:`\\operatorname{diag}(\\phi')` and :math:`W_{ih}^{(l+1)}`) and *left* from
@@ -9,7 +9,7 @@ grid from the loss: ``G_t`` (the gradient of ``output[t-1]``) into the top row, 
 into the last column.
 
 :func:`gradient_edges` lists those edges; :func:`draw_gradient_paths` draws them, coloured by
-direction. Nodes use :mod:`rnnlib.dataflow`'s 1-based coordinates, with ``(L+1, t)`` the loss on
+direction. Nodes use :mod:`rnnlib.explain.dataflow`'s 1-based coordinates, with ``(L+1, t)`` the loss on
 ``output[t-1]`` and ``(l, T+1)`` the loss on ``h_n[l-1]``.
 """
 
@@ -37,7 +37,7 @@ def gradient_edges(num_layers: int, seq_len: int) -> list[GradEdge]:
     ``kind`` is ``"time"`` for ``(l, t+1) -> (l, t)`` (through :math:`W_{hh}^{(l)}`),
     ``"depth"`` for ``(l+1, t) -> (l, t)`` (through :math:`W_{ih}^{(l+1)}`), and ``"loss"`` for
     ``(L+1, t) -> (L, t)`` (``G_t``) and ``(l, T+1) -> (l, T)`` (``G_n``). The cell-to-cell edges are
-    exactly those of :func:`~rnnlib.dataflow.unrolled_graph`, reversed.
+    exactly those of :func:`~rnnlib.explain.dataflow.unrolled_graph`, reversed.
     """
     L, T = num_layers, seq_len
     _, forward = unrolled_graph(L, T)

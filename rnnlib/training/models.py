@@ -27,9 +27,9 @@ import torch
 from torch import Tensor, nn
 
 from .data import one_hot
-from .numpy_rnn import NumpyRNN
-from .params import to_numpy
-from .torch_rnn import TorchRNN
+from ..numpy_rnn import NumpyRNN
+from ..params import to_numpy
+from ..torch_rnn import TorchRNN
 
 Array = np.ndarray
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .numpy_rnn import NumpyRNN
+    from ..numpy_rnn import NumpyRNN
 
 Array = np.ndarray
 

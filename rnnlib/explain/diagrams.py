@@ -1,10 +1,10 @@
-"""Figures of the unrolled stack, drawn from the graph of :mod:`rnnlib.dataflow`.
+"""Figures of the unrolled stack, drawn from the graph of :mod:`rnnlib.explain.dataflow`.
 
 :func:`draw_unrolled` draws the ``L x T`` grid of a stacked RNN: one box per
 hidden state :math:`h_t^{(l)}` (time to the right, layers upwards), the inputs
 :math:`x_t` below, ``output[t-1]`` above, the initial states :math:`h_0^{(l)}` on the
 left and the final states ``h_n[l-1]`` on the right. Every arrow comes from an edge
-of :func:`~rnnlib.dataflow.unrolled_graph` with the boundary, so the picture and the
+of :func:`~rnnlib.explain.dataflow.unrolled_graph` with the boundary, so the picture and the
 graph the tests check are the same object. Arrows take the colour of the layer
 whose weight they carry (the up-arrows *into* row ``l`` carry :math:`W_{ih}^{(l)}`,
 the right-arrows *of* row ``l`` carry :math:`W_{hh}^{(l)}`), and each weight is written
@@ -91,7 +91,7 @@ def draw_unrolled(
         ax: draw into these axes; a new figure sized to the grid otherwise.
         highlight: ``'antidiagonal'`` fills each cell by its wavefront ``k = l + t - 1``
             (the parallel step that can compute it) and writes ``k`` in the box; an
-            iterable of nodes fills those nodes (e.g. :func:`~rnnlib.dataflow.ancestors`).
+            iterable of nodes fills those nodes (e.g. :func:`~rnnlib.explain.dataflow.ancestors`).
         title: optional axes title.
         highlight_label: legend text for the nodes filled by a set ``highlight``.
 

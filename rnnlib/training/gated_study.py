@@ -76,7 +76,7 @@ def gated_adding_run(cell: str, hidden_size: int, seq_len: int, lr: float, seed:
     """Train one adding-problem regressor (Adam, MSE, clipping at ``clip``) in float32; plain numbers out.
 
     The weights come from ``torch.manual_seed(seed)``, the batches from ``np.random.default_rng(seed)``
-    (:func:`rnnlib.train.train_adding`): every cell sees the same batches for a given seed.
+    (:func:`rnnlib.training.train.train_adding`): every cell sees the same batches for a given seed.
 
     Returns:
         ``{"val", "test": MSE on 1000 fixed sequences each, "params": int,

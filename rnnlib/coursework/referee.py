@@ -4,13 +4,13 @@ Under nbgrader, a test cell runs in the learner's kernel, where the learner's co
 patch NumPy, PyTorch or the checks, or read a checker's local variables. A hidden test
 that calls ``check_x(..., refereed=True)`` keeps the correct answers out of that kernel:
 
-1. the kernel starts ``python -I -m rnnlib.referee`` (a fresh, isolated interpreter: no
+1. the kernel starts ``python -I -m rnnlib.coursework.referee`` (a fresh, isolated interpreter: no
    ``PYTHONPATH``, no user site, none of the kernel's patches), once, at its first refereed
    check; later checks reuse it (an interpreter with PyTorch costs about 2 s of CPU to start);
 2. for each check, the kernel writes ``FOLDER/spec.json`` (which check, with which options)
    and sends the folder's path; the referee plans the probes with a seed of its own
    drawing, writes their inputs to ``FOLDER/request`` and says ``ready``;
-3. the kernel runs the learner's code on them (``rnnlib.checks.collect``), writes
+3. the kernel runs the learner's code on them (``rnnlib.coursework.checks.collect``), writes
    ``FOLDER/result`` and says ``go``; the referee judges that data and answers with the
    diagnosis as one line of JSON.
 
@@ -48,7 +48,7 @@ def _say(out: TextIO, message: str) -> None:
 
 def referee_one(folder: Path, read_line: Callable[[], str], out: TextIO) -> None:
     """Plan, wait for ``go``, judge: one check whose files are in ``folder``."""
-    from rnnlib import checks, wire
+    from rnnlib.coursework import checks, wire
 
     spec = json.loads((folder / "spec.json").read_text(encoding="utf8"))
     with contextlib.redirect_stdout(sys.stderr):  # only the protocol's lines go to the kernel
@@ -91,7 +91,7 @@ class Referee:
     """A referee process, started once per kernel and reused by every refereed check."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-I", "-m", "rnnlib.referee"],
+        self.proc = subprocess.Popen([sys.executable, "-I", "-m", "rnnlib.coursework.referee"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
         self._buffer = b""
 
@@ -131,7 +131,7 @@ class Referee:
         """Have the check described by ``folder/spec.json`` planned and judged; ``collect(request)``
         runs the learner's code on the probes here. Returns the referee's answer (``diagnosis``,
         ``warnings``)."""
-        from rnnlib import wire
+        from rnnlib.coursework import wire
 
         self.send(json.dumps({"folder": str(folder)}))
         first = self.read_line(timeout)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .numpy_rnn import NumpyRNN
+from ..numpy_rnn import NumpyRNN
 
 Array = np.ndarray
 
