@@ -56,10 +56,10 @@ class _PageParser(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
-        if values.get("id"):
-            self.ids.add(values["id"])
-        if tag == "a" and values.get("name"):
-            self.ids.add(values["name"])
+        if ident := values.get("id"):
+            self.ids.add(ident)
+        if tag == "a" and (name := values.get("name")):
+            self.ids.add(name)
         if tag == "link" and "preconnect" in (values.get("rel") or "").split():
             return  # a hint to open a connection, not a resource
         for attr in LINK_ATTRS.get(tag, ()):

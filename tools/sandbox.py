@@ -41,6 +41,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,9 +173,9 @@ def _python_prefixes() -> list[Path]:
     """The Python installation the kernel needs, read-only: the base prefix and the venv."""
     paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        p = sysconfig.get_paths().get(key)
-        if p:
-            paths.add(Path(p).resolve())
+        where = sysconfig.get_paths().get(key)
+        if where:
+            paths.add(Path(where).resolve())
     # keep only the outermost of nested paths
     out: list[Path] = []
     for p in sorted(paths, key=lambda q: len(q.parts)):
@@ -190,7 +191,7 @@ def package_dirs() -> list[Path]:
     return [Path(rnnlib.__file__).resolve().parent]
 
 
-def kernel_argv(job: Path, limits: Limits, extra_ro: list[Path] = ()) -> list[str]:
+def kernel_argv(job: Path, limits: Limits, extra_ro: Sequence[Path] = ()) -> list[str]:
     """The command that starts the kernel (``{connection_file}`` is filled in by jupyter_client)."""
     launcher = _LAUNCHER.format(lim=limits.__dict__)
     python = sys.executable
@@ -209,8 +210,8 @@ def kernel_argv(job: Path, limits: Limits, extra_ro: list[Path] = ()) -> list[st
                 args += ["--symlink", os.readlink(path), path]
             else:
                 args += ["--ro-bind", path, path]
-    for path in [*_python_prefixes(), *package_dirs(), *extra_ro]:
-        args += ["--ro-bind", str(path), str(path)]
+    for mount in [*_python_prefixes(), *package_dirs(), *extra_ro]:
+        args += ["--ro-bind", str(mount), str(mount)]
     # the venv's python may be a symlink into the base installation: both are bound above
     args += ["--bind", str(job), str(job), "--chdir", str(job / "work")]
     # the sandbox's own root (where bwrap made the mount points) read-only too: the job folder

@@ -57,6 +57,7 @@ import re
 import textwrap
 import tokenize
 from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 __all__ = ["normalise", "solution_region", "reference_matches"]
 
@@ -65,6 +66,8 @@ END_SOLUTION = "### END SOLUTION"
 
 # IPython lines that are not Python: magics (%time, %%capture) and shell escapes (!pip).
 _MAGIC_LINE = re.compile(r"^\s*[%!]")
+
+_Node = TypeVar("_Node", bound=ast.AST)  # generic_visit gives back the node it was given
 
 # Statement fields that hold a list of statements (bodies of def, for, if, with, try...).
 _BODY_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
@@ -124,7 +127,7 @@ class _Canonicaliser(ast.NodeTransformer):
             kept.extend(result if isinstance(result, list) else [result])
         return kept
 
-    def generic_visit(self, node: ast.AST) -> ast.AST:
+    def generic_visit(self, node: _Node) -> _Node:
         for field, value in ast.iter_fields(node):
             if isinstance(value, list) and value and isinstance(value[0], ast.stmt):
                 cleaned = self._clean_body(value)

@@ -122,6 +122,7 @@ def draw_bidirectional(num_layers: int, seq_len: int, title: str | None = None) 
 
     for src, dst, weight in edges:
         (x0, y0), (x1, y1) = _position(src), _position(dst)
+        style: str | tuple[int, tuple[int, int]]  # a named or a dash-pattern line style
         if weight is None:  # fwd/bwd -> cat: straight up from the forward row passes the backward box
             color, style, lw, rad = "#777777", (0, (3, 2)), 1.0, (-0.35 if src[0] == "fwd" else 0.0)
         else:

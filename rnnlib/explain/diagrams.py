@@ -250,7 +250,7 @@ def draw_output_and_h_n(num_layers: int, seq_len: int, title: str | None = None)
         if role is not None:
             patch.set_facecolor(fills[role])
     legend = ax.get_legend()
-    handles: list[Artist] = list(legend.legend_handles) if legend is not None else []
+    handles: list[Artist] = [h for h in legend.legend_handles if h is not None] if legend is not None else []
     handles += [Patch(fc=OUTPUT_FILL, ec="#999999", label=r"output: $h_t^{(L)}$, every step $t$"),
                 Patch(fc=H_N_FILL, ec="#999999", label=r"h_n: $h_T^{(l)}$, every layer $l$"),
                 Patch(fc=BOTH_FILL, ec="#999999", label=r"$h_T^{(L)}$ = output[-1] = h_n[-1]")]

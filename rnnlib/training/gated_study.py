@@ -16,7 +16,7 @@ Shapes: ``T`` steps, ``N`` batch, ``D`` input features (2 for the adding problem
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 import torch
@@ -291,8 +291,9 @@ def forget_gate_path(lstm: nn.LSTM, x: Tensor) -> tuple[np.ndarray, np.ndarray, 
     """
     if lstm.num_layers != 1 or lstm.bidirectional or lstm.proj_size:
         raise ValueError("forget_gate_path takes a one-layer unidirectional nn.LSTM without projection")
-    W_ih, W_hh = lstm.weight_ih_l0, lstm.weight_hh_l0
-    b = lstm.bias_ih_l0 + lstm.bias_hh_l0
+    # nn.Module's __getattr__ is typed Tensor | Module; these are the layer's parameters
+    W_ih, W_hh = cast(Tensor, lstm.weight_ih_l0), cast(Tensor, lstm.weight_hh_l0)
+    b = cast(Tensor, lstm.bias_ih_l0) + cast(Tensor, lstm.bias_hh_l0)
     T, N, _ = x.shape
     H = lstm.hidden_size
     h = x.new_zeros(N, H)
@@ -310,7 +311,7 @@ def forget_gate_path(lstm: nn.LSTM, x: Tensor) -> tuple[np.ndarray, np.ndarray, 
         forgets.append(f.detach())
     c.sum().backward()
     # cells[t] is c_{t-1}, the cell entering step t: d c_T / d c_{t-1} = prod_{s=t}^{T-1} f_s
-    grads = np.stack([cl.grad.detach().numpy() for cl in cells])
+    grads = np.stack([cast(Tensor, cl.grad).detach().numpy() for cl in cells])  # retained above
     f_all = torch.stack(forgets).numpy()
     products = np.flip(np.cumprod(np.flip(f_all, 0), axis=0), 0)
     return grads, products, f_all
@@ -370,13 +371,13 @@ def stack_from_scratch(cell: str, params: Mapping[str, np.ndarray], x: np.ndarra
     c0 = np.zeros((num_layers, N, H)) if c0 is None else c0
     layer_input, h_n, c_n = x, [], []
     for layer in range(num_layers):
-        p = [params[f"{k}_l{layer}"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        W_ih, W_hh, b_ih, b_hh = (params[f"{k}_l{layer}"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
         h, c, outs = h0[layer], c0[layer], []
         for t in range(T):
             if cell == "lstm":
-                h, c = lstm_step(layer_input[t], h, c, *p, order=order)
+                h, c = lstm_step(layer_input[t], h, c, W_ih, W_hh, b_ih, b_hh, order=order)
             else:
-                h = gru_step(layer_input[t], h, *p)
+                h = gru_step(layer_input[t], h, W_ih, W_hh, b_ih, b_hh)
             outs.append(h)
         layer_input = np.stack(outs)  # the next layer reads this layer's h, never its c
         h_n.append(h)

@@ -308,7 +308,7 @@ def torch_randomized_tbptt_gradients(module: Any, x: Any, d_output: Any, factors
     """
     module.zero_grad(set_to_none=True)
     xr = x.detach().clone().requires_grad_(True)
-    h, loss = h0, 0.0
+    h, loss = h0, x.new_zeros(())
     for t in range(x.shape[0]):
         if t > 0:
             f = float(factors[t - 1])

@@ -163,10 +163,11 @@ def evaluate_lm(model: NumpyRNNLM | TorchRNNLM, data: Array, num_streams: int = 
 # --------------------------------------------------------------------------------------
 
 
-def train_adding(model: TorchRNNRegressor, *, seq_len: int, steps: int, batch_size: int = 64, lr: float = 1e-3,
+def train_adding(model: nn.Module, *, seq_len: int, steps: int, batch_size: int = 64, lr: float = 1e-3,
                  clip: float | None = 1.0, seed: int = 0, progress: bool = True, desc: str = "adding"
                  ) -> TrainHistory:
-    """Train on fresh adding-problem batches (mean squared error, Adam, optional clipping).
+    """Train a regressor ``x (T, N, 2) -> (N,)`` on fresh adding-problem batches (mean squared error, Adam,
+    optional clipping): a :class:`TorchRNNRegressor`, or the gated study's ``CellRegressor``.
 
     Batch ``k`` is drawn from ``np.random.default_rng(seed)``, so two models trained
     with the same ``seed`` see the same data.
@@ -188,7 +189,7 @@ def train_adding(model: TorchRNNRegressor, *, seq_len: int, steps: int, batch_si
     return TrainHistory(np.array(losses), np.array(norms))
 
 
-def evaluate_adding(model: TorchRNNRegressor, seq_len: int, num: int = 1000, seed: int = 12345) -> float:
+def evaluate_adding(model: nn.Module, seq_len: int, num: int = 1000, seed: int = 12345) -> float:
     """Mean squared error on ``num`` fresh sequences (a fixed test set for a given ``seed``).
 
     For reference, always predicting 1 (the mean target) scores ``1/6 ~ 0.1667``.
@@ -220,8 +221,9 @@ def adding_experiment(seq_len: int, num_layers: int, nonlinearity: str = "tanh",
     return model, history
 
 
-def input_gradient_norms(model: TorchRNNRegressor, x: torch.Tensor) -> Array:
-    """``|| d prediction / d x_t ||`` for every step ``t``, averaged over the batch.
+def input_gradient_norms(model: nn.Module, x: torch.Tensor) -> Array:
+    """``|| d prediction / d x_t ||`` for every step ``t``, averaged over the batch (any regressor
+    ``x (T, N, D) -> (N,)``).
 
     Args:
         x: ``(T, N, D)`` inputs.
