@@ -43,6 +43,13 @@ CATALOGS = LOCALES / LANGUAGE / "LC_MESSAGES"
 GETTEXT_OUT = ROOT / "_build" / "gettext"
 ZH_OUT = ROOT / "_build" / LANGUAGE
 ENGLISH_HTML = ROOT / "_build" / "html"
+# Settings of the edition that gettext cannot translate (the title and the search box
+# come from _config.yml), and the jieba user dictionary of course terms for search.
+EDITION_SETTINGS = LOCALES / LANGUAGE / "edition.yml"
+JIEBA_DICT = LOCALES / LANGUAGE / "jieba_dict.txt"
+# Catalogs of interface strings, maintained by hand (not extracted from a page):
+# sphinx.po (Sphinx and pydata-sphinx-theme), booktheme.po (sphinx-book-theme).
+INTERFACE_CATALOGS = ("sphinx.po", "booktheme.po")
 
 # --------------------------------------------------------------------------------------
 # Markup that must survive translation unchanged
@@ -50,17 +57,20 @@ ENGLISH_HTML = ROOT / "_build" / "html"
 
 # A MyST role: {name}`content`. The content of a cross-reference may carry its own
 # title ("Chapter 6 <06_vanishing_exploding>"), which is translated; the target is not.
-ROLE = re.compile(r"\{(?P<name>[a-zA-Z][\w:-]*)\}`(?P<body>[^`]*)`")
-XREF_ROLES = {"ref", "numref", "doc", "eq", "term", "download", "prf:ref", "cite", "footcite"}
+ROLE = r"(?P<role>\{(?P<name>[a-zA-Z][\w:+-]*)\}`(?P<body>[^`]*)`)"
 # Inline code: one or more backticks, the same number to close.
-CODE = re.compile(r"(?P<ticks>`+)(?P<body>.+?)(?P=ticks)", re.DOTALL)
+CODE = r"(?P<code>(?P<ticks>`+).+?(?P=ticks))"
 # Inline maths: $...$, not $$ (display maths is not extracted at all), not \$.
-MATH = re.compile(r"(?<![\\$])\$(?!\$)(?P<body>(?:\\.|[^$\\])+?)(?<!\\)\$(?!\$)", re.DOTALL)
+MATH = r"(?P<math>(?<![\\$])\$(?!\$)(?:\\.|[^$\\])+?\$(?!\$))"
+# One scan, left to right, so that whichever starts first wins: `l{k}` inside a code
+# span is code, not a role; a $ inside code is not maths.
+MARKUP = re.compile("|".join((ROLE, CODE, MATH)), re.DOTALL)
+XREF_ROLES = {"ref", "numref", "doc", "eq", "term", "download", "prf:ref", "cite", "footcite"}
 # Markdown link targets: [text](target) and autolinks <https://...>.
 LINK = re.compile(r"\]\((?P<target>[^()\s]*(?:\([^()]*\)[^()\s]*)*)(?:\s+\"[^\"]*\")?\)|<(?P<auto>https?://[^>\s]+)>")
 
 
-def _xref_target(name: str, body: str) -> str:
+def _xref_target(body: str) -> str:
     match = re.fullmatch(r"(?s).*<(?P<target>[^<>]+)>\s*", body)
     return match.group("target") if match else body
 
@@ -69,24 +79,18 @@ def markup_tokens(text: str) -> Counter:
     """The pieces of ``text`` that a translation must keep byte for byte."""
     tokens: Counter = Counter()
 
-    def role(m: re.Match) -> str:
-        name, body = m.group("name"), m.group("body")
-        if name in XREF_ROLES:
-            # a bare role is kept whole; one with an explicit title keeps its target
-            tokens[f"{{{name}}}`{body}`" if "<" not in body else f"{{{name}}}<{_xref_target(name, body)}>"] += 1
+    def take(m: re.Match) -> str:
+        if m.group("role"):
+            name, body = m.group("name"), m.group("body")
+            if name in XREF_ROLES and "<" in body:
+                tokens[f"{{{name}}}<{_xref_target(body)}>"] += 1  # the title is translated, the target kept
+            else:
+                tokens[m.group(0)] += 1  # a bare cross-reference, or any other role ({math}, {kbd}), whole
         else:
-            tokens[m.group(0)] += 1  # any other role ({math}, {kbd}, ...) whole
+            tokens[m.group(0)] += 1
         return " "
 
-    rest = ROLE.sub(role, text)
-
-    def code(m: re.Match) -> str:
-        tokens[m.group(0)] += 1
-        return " "
-
-    rest = CODE.sub(code, rest)
-    for m in MATH.finditer(rest):
-        tokens[m.group(0)] += 1
+    rest = MARKUP.sub(take, text)
     for m in LINK.finditer(rest):
         tokens["link " + (m.group("target") or m.group("auto") or "")] += 1
     return tokens
@@ -112,15 +116,18 @@ WORD = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
 
 def english_words(text: str) -> int:
     """Words of an English message, with its maths and code left out (they are not translated)."""
-    text = ROLE.sub(" ", text)
-    text = CODE.sub(" ", text)
-    text = MATH.sub(" ", text)
+    text = MARKUP.sub(" ", text)
     text = re.sub(r"\]\([^)]*\)", "]", text)
     return len(WORD.findall(text))
 
 
 def catalogs(folder: Path = CATALOGS) -> list[Path]:
-    return sorted(folder.rglob("*.po"))
+    """The pages' catalogs (one per page of _toc.yml), not the interface ones."""
+    return sorted(p for p in folder.rglob("*.po") if p.relative_to(folder).as_posix() not in INTERFACE_CATALOGS)
+
+
+def interface_catalogs(folder: Path = CATALOGS) -> list[Path]:
+    return [folder / name for name in INTERFACE_CATALOGS if (folder / name).is_file()]
 
 
 def page_of(po: Path, folder: Path = CATALOGS) -> str:
@@ -246,19 +253,44 @@ def sphinx_intl_update(pot_dir: Path = GETTEXT_OUT, locale_dir: Path = LOCALES) 
     return subprocess.run(cmd, cwd=ROOT).returncode
 
 
+def edition_overrides() -> dict:
+    """The Sphinx settings of the zh_CN edition, on top of _config.yml's."""
+    import yaml
+
+    settings = yaml.safe_load(EDITION_SETTINGS.read_text(encoding="utf8")) or {}
+    overrides: dict = {"language": LANGUAGE, "html_search_options": {"dict": str(JIEBA_DICT)}}
+    if settings.get("title"):
+        overrides["html_title"] = settings["title"]
+    if settings.get("search_bar_text"):
+        overrides["html_theme_options"] = {"search_bar_text": settings["search_bar_text"]}
+    return overrides
+
+
+def copy_edition(html: Path, copy_to: Path) -> None:
+    """Copy the built edition into the English site, without its MathJax (it loads the English site's)."""
+    if copy_to.exists():
+        shutil.rmtree(copy_to)
+    mathjax = (html / "_static" / "mathjax").resolve()
+    shutil.copytree(html, copy_to, symlinks=True,
+                    ignore=lambda folder, names: ["mathjax"] if Path(folder).resolve() == mathjax.parent else [])
+
+
 def build_site(out: Path = ZH_OUT, *, copy_to: Path | None = ENGLISH_HTML / LANGUAGE, quiet: bool = True,
-               freshenv: bool = True) -> int:
-    """The zh_CN edition into ``out/html`` (``out/.doctrees`` beside it), then copied to ``copy_to``."""
+               freshenv: bool = False) -> int:
+    """The zh_CN edition into ``out/html`` (``out/.doctrees`` beside it), then copied to ``copy_to``.
+
+    Built into its own folder, not straight into ``_build/html/zh_CN``: myst-nb writes a
+    ``jupyter_execute/`` folder beside the output folder, which would land in the English site.
+    Incremental unless ``freshenv``: Sphinx re-reads a page when it or its catalog changed.
+    """
     html = out / "html"
-    status = _sphinx_build(html, builder="html", doctrees=out / ".doctrees", overrides={"language": LANGUAGE},
+    status = _sphinx_build(html, builder="html", doctrees=out / ".doctrees", overrides=edition_overrides(),
                            quiet=quiet, freshenv=freshenv)
     if status:
         print(f"the {LANGUAGE} edition did not build (exit {status}); see the warnings above", file=sys.stderr)
         return status
     if copy_to is not None:
-        if copy_to.exists():
-            shutil.rmtree(copy_to)
-        shutil.copytree(html, copy_to, symlinks=True)
+        copy_edition(html, copy_to)
         print(f"{LANGUAGE} edition: {copy_to / 'index.html'}")
     return 0
 
@@ -272,8 +304,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def all_catalogs() -> list[Path]:
+    return catalogs() + interface_catalogs()
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    paths = [Path(p) for p in args.po] or catalogs()
+    paths = [Path(p) for p in args.po] or all_catalogs()
     if not paths:
         print(f"no catalogs in {CATALOGS}: run `make i18n-update`", file=sys.stderr)
         return 2
@@ -312,7 +348,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve() if args.out else ZH_OUT
     copy_to = None if args.no_copy else (Path(args.copy_to).resolve() if args.copy_to else ENGLISH_HTML / LANGUAGE)
-    return build_site(out, copy_to=copy_to, quiet=not args.verbose)
+    return build_site(out, copy_to=copy_to, quiet=not args.verbose, freshenv=args.all)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -333,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.choices["build"].add_argument("--out", help=f"build folder (default {ZH_OUT.relative_to(ROOT)})")
     sub.choices["build"].add_argument("--copy-to", help="where to copy the html (default _build/html/zh_CN)")
     sub.choices["build"].add_argument("--no-copy", action="store_true", help="do not copy the html")
+    sub.choices["build"].add_argument("--all", action="store_true", help="fresh environment: re-read every page")
     args = parser.parse_args(argv)
     return args.func(args)
 
