@@ -93,18 +93,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from rnnlib.explain.timing import GATES, median_times, numpy_blas_name, set_numpy_blas_threads  # noqa: E402
 from rnnlib.gru import NumpyGRU  # noqa: E402
 from rnnlib.lstm import NumpyLSTM  # noqa: E402
 from rnnlib.numpy_rnn import NumpyRNN  # noqa: E402
 from rnnlib.stack import NumpyStack  # noqa: E402
-from rnnlib.explain.timing import GATES, median_times, numpy_blas_name, set_numpy_blas_threads  # noqa: E402
 
 MEDIUM = (100, 32, 64, 128, 2)  # the size the goals are set at
 LARGE = (100, 64, 256, 512, 2)
@@ -114,7 +115,10 @@ GOALS: dict[str, tuple[float, float]] = {"rnn": (1.5, 2.0), "lstm": (1.2, 1.5), 
 GOAL_FWD, GOAL_FWD_BWD = GOALS["rnn"]
 #: The torch module and the NumPy class of each cell.
 MODELS: dict[str, tuple[Callable[..., torch.nn.Module], type[NumpyStack]]] = {
-    "rnn": (torch.nn.RNN, NumpyRNN), "lstm": (torch.nn.LSTM, NumpyLSTM), "gru": (torch.nn.GRU, NumpyGRU)}
+    "rnn": (torch.nn.RNN, NumpyRNN),
+    "lstm": (torch.nn.LSTM, NumpyLSTM),
+    "gru": (torch.nn.GRU, NumpyGRU),
+}
 #: NumPy calls per step and layer in the forward loop of each cell (``rnnlib.numpy_rnn.layer_forward``,
 #: ``rnnlib.lstm.lstm_layer_forward``, ``rnnlib.gru.gru_layer_forward``; with bias, no lengths).
 CALLS_PER_STEP: dict[str, int] = {"rnn": 3, "lstm": 10, "gru": 12}
@@ -243,7 +247,7 @@ def floors(case: Case) -> dict[str, Callable[[], None]]:
             np.matmul(h, W, out=buf)
 
     def gemms() -> None:
-        for x, W_in in zip(inputs, W_inputs):
+        for x, W_in in zip(inputs, W_inputs, strict=True):
             x @ W_in
         matmuls()
 
@@ -258,27 +262,45 @@ def floors(case: Case) -> dict[str, Callable[[], None]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=parse_size, nargs="+", default=[MEDIUM, LARGE], metavar="TxNxDxHxL",
-                        help=f"sizes to time (default: {fmt_size(MEDIUM)} {fmt_size(LARGE)})")
-    parser.add_argument("--cell", choices=(*CELLS, "all"), default="all",
-                        help="which cell: NumpyRNN vs nn.RNN, NumpyLSTM vs nn.LSTM, NumpyGRU vs nn.GRU, or all "
-                             "three in the same run (default: all)")
-    parser.add_argument("--repeats", type=positive_int, default=15,
-                        help="timed repeats per size; the median is shown (default 15)")
-    parser.add_argument("--threads", type=positive_int, default=1,
-                        help="threads for torch and for NumPy's BLAS (default 1: see the module docstring)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes",
+        type=parse_size,
+        nargs="+",
+        default=[MEDIUM, LARGE],
+        metavar="TxNxDxHxL",
+        help=f"sizes to time (default: {fmt_size(MEDIUM)} {fmt_size(LARGE)})",
+    )
+    parser.add_argument(
+        "--cell",
+        choices=(*CELLS, "all"),
+        default="all",
+        help="which cell: NumpyRNN vs nn.RNN, NumpyLSTM vs nn.LSTM, NumpyGRU vs nn.GRU, or all "
+        "three in the same run (default: all)",
+    )
+    parser.add_argument(
+        "--repeats", type=positive_int, default=15, help="timed repeats per size; the median is shown (default 15)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="threads for torch and for NumPy's BLAS (default 1: see the module docstring)",
+    )
     parser.add_argument("--check", action="store_true", help="verify NumPy and torch agree before timing")
     args = parser.parse_args(argv)
     cells = CELLS if args.cell == "all" else (args.cell,)
 
     torch.set_num_threads(args.threads)
     blas_threads = set_numpy_blas_threads(args.threads)
-    print(f"numpy {np.__version__} (BLAS: {numpy_blas_name()}, threads: "
-          f"{blas_threads if blas_threads is not None else 'unknown'}); "
-          f"torch {torch.__version__} (threads: {torch.get_num_threads()}); float32; "
-          f"median of {args.repeats} repeats; {os.cpu_count()} cores")
+    print(
+        f"numpy {np.__version__} (BLAS: {numpy_blas_name()}, threads: "
+        f"{blas_threads if blas_threads is not None else 'unknown'}); "
+        f"torch {torch.__version__} (threads: {torch.get_num_threads()}); float32; "
+        f"median of {args.repeats} repeats; {os.cpu_count()} cores"
+    )
 
     cases = [Case(size, cell) for cell in cells for size in args.sizes]
     if args.check:
@@ -286,40 +308,57 @@ def main(argv: list[str] | None = None) -> int:
             errors = case.check()
             worst_out = max(v for k, v in errors.items() if k in STATE_ERRORS)
             worst_grad = max(v for k, v in errors.items() if k not in STATE_ERRORS)
-            print(f"check {case.cell:>4} {fmt_size(case.size)}: max |out - torch| = {worst_out:.1e}, "
-                  f"max gradient error (relative to its largest entry) = {worst_grad:.1e}")
+            print(
+                f"check {case.cell:>4} {fmt_size(case.size)}: max |out - torch| = {worst_out:.1e}, "
+                f"max gradient error (relative to its largest entry) = {worst_grad:.1e}"
+            )
             if worst_out > 1e-5 or worst_grad > 1e-4:
                 print("NumPy and torch disagree beyond float32 rounding", file=sys.stderr)
                 return 1
 
-    header = (f"{'cell':>4} {'size TxNxDxHxL':>18} | {'numpy fwd':>9} {'torch fwd':>9} {'ratio':>5} | "
-              f"{'numpy f+b':>9} {'torch f+b':>9} {'ratio':>5}")
+    header = (
+        f"{'cell':>4} {'size TxNxDxHxL':>18} | {'numpy fwd':>9} {'torch fwd':>9} {'ratio':>5} | "
+        f"{'numpy f+b':>9} {'torch f+b':>9} {'ratio':>5}"
+    )
     print(header + "\n" + "-" * len(header))
     ratios, timings = {}, {}
     for case in cases:
         # The floors are timed in the same shuffled rounds as the models, so the same load hits both.
-        ms = time_interleaved({"nf": case.numpy_forward, "tf": case.torch_forward,
-                               "nfb": case.numpy_forward_backward, "tfb": case.torch_forward_backward,
-                               **floors(case)}, args.repeats)
+        ms = time_interleaved(
+            {
+                "nf": case.numpy_forward,
+                "tf": case.torch_forward,
+                "nfb": case.numpy_forward_backward,
+                "tfb": case.torch_forward_backward,
+                **floors(case),
+            },
+            args.repeats,
+        )
         key = (case.cell, case.size)
         ratios[key] = (ms["nf"] / ms["tf"], ms["nfb"] / ms["tfb"])
         timings[key] = ms
-        print(f"{case.cell:>4} {fmt_size(case.size):>18} | {ms['nf']:7.2f}ms {ms['tf']:7.2f}ms {ratios[key][0]:5.2f} | "
-              f"{ms['nfb']:7.2f}ms {ms['tfb']:7.2f}ms {ratios[key][1]:5.2f}")
+        print(
+            f"{case.cell:>4} {fmt_size(case.size):>18} | {ms['nf']:7.2f}ms {ms['tf']:7.2f}ms {ratios[key][0]:5.2f} | "
+            f"{ms['nfb']:7.2f}ms {ms['tfb']:7.2f}ms {ratios[key][1]:5.2f}"
+        )
 
-    print("\nwhere the forward's time goes: its floors, as shares of the forward times above "
-          "(and all of NumPy's products against torch's whole forward)")
+    print(
+        "\nwhere the forward's time goes: its floors, as shares of the forward times above "
+        "(and all of NumPy's products against torch's whole forward)"
+    )
     for case in cases:
         T, N, D, H, L = case.size
         G = GATES[case.cell]
         ms = timings[(case.cell, case.size)]
-        print(f"{case.cell:>4} {fmt_size(case.size):>18} | the {T * L} products (N,H)@(H,{G if G > 1 else ''}H) alone: "
-              f"numpy {ms['matmuls']:.2f} ms = {ms['matmuls'] / ms['nf']:.0%}, "
-              f"torch.mm {ms['torch_matmuls']:.2f} ms = {ms['torch_matmuls'] / ms['tf']:.0%}; "
-              f"all NumPy's products {ms['gemms']:.2f} ms = {ms['gemms'] / ms['nf']:.0%}, "
-              f"{ms['gemms'] / ms['tf']:.2f}x torch's forward; "
-              f"{CALLS_PER_STEP[case.cell] * T * L} NumPy calls on 1-element arrays: "
-              f"{ms['calls']:.2f} ms = {ms['calls'] / ms['nf']:.0%}")
+        print(
+            f"{case.cell:>4} {fmt_size(case.size):>18} | the {T * L} products (N,H)@(H,{G if G > 1 else ''}H) alone: "
+            f"numpy {ms['matmuls']:.2f} ms = {ms['matmuls'] / ms['nf']:.0%}, "
+            f"torch.mm {ms['torch_matmuls']:.2f} ms = {ms['torch_matmuls'] / ms['tf']:.0%}; "
+            f"all NumPy's products {ms['gemms']:.2f} ms = {ms['gemms'] / ms['nf']:.0%}, "
+            f"{ms['gemms'] / ms['tf']:.2f}x torch's forward; "
+            f"{CALLS_PER_STEP[case.cell] * T * L} NumPy calls on 1-element arrays: "
+            f"{ms['calls']:.2f} ms = {ms['calls'] / ms['nf']:.0%}"
+        )
 
     print()
     for cell in cells:
@@ -327,8 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         if (cell, MEDIUM) in ratios:
             fwd, fwd_bwd = ratios[(cell, MEDIUM)]
             ok = fwd <= goal_fwd and fwd_bwd <= goal_fwd_bwd
-            print(f"verdict {cell:>4} at {fmt_size(MEDIUM)}: NumPy/torch forward {fwd:.2f} (goal <= {goal_fwd}), "
-                  f"forward+backward {fwd_bwd:.2f} (goal <= {goal_fwd_bwd}): {'goals met' if ok else 'goals NOT met'}")
+            print(
+                f"verdict {cell:>4} at {fmt_size(MEDIUM)}: NumPy/torch forward {fwd:.2f} (goal <= {goal_fwd}), "
+                f"forward+backward {fwd_bwd:.2f} (goal <= {goal_fwd_bwd}): {'goals met' if ok else 'goals NOT met'}"
+            )
         else:
             print(f"verdict {cell:>4}: the goals are set at {fmt_size(MEDIUM)}, which was not timed")
     return 0

@@ -30,17 +30,24 @@ sys.path.insert(0, str(ROOT))
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
-from rnnlib.training.study import run_key  # noqa: E402
 from study_runner import run_study  # noqa: E402  (experiments/ is this script's folder)
+
+from rnnlib.training.study import run_key  # noqa: E402
 
 DEFAULT_OUT = ROOT / "experiments" / "results" / "depth_study.json"
 
 # Depth at the same width (H = 32 / 96 at every depth) and at a matched parameter count
 # (about 3.3k parameters for the adding problem, about 39.5k for the language model).
-ADDING = dict(arms=[(1, 32), (2, 32), (3, 32), (1, 56), (3, 25)], lrs=[1e-3, 3e-3, 1e-2],
-              settings=dict(seq_len=20, steps=1200, batch_size=32, clip=1.0))
-LM = dict(arms=[(1, 96), (2, 96), (3, 96), (1, 147), (3, 77)], lrs=[3e-3, 1e-2, 3e-2],
-          settings=dict(steps=600, seq_len=32, batch_size=32, clip=1.0))
+ADDING = dict(
+    arms=[(1, 32), (2, 32), (3, 32), (1, 56), (3, 25)],
+    lrs=[1e-3, 3e-3, 1e-2],
+    settings=dict(seq_len=20, steps=1200, batch_size=32, clip=1.0),
+)
+LM = dict(
+    arms=[(1, 96), (2, 96), (3, 96), (1, 147), (3, 77)],
+    lrs=[3e-3, 1e-2, 3e-2],
+    settings=dict(steps=600, seq_len=32, batch_size=32, clip=1.0),
+)
 NONLINEARITIES = ("tanh", "relu")
 SEEDS = (0, 1, 2, 3, 4)
 
@@ -52,10 +59,12 @@ def jobs(tasks: list[str], quick: bool) -> list[dict]:
         settings = dict(spec["settings"])
         if quick:
             settings["steps"] = 20
-        for act, (L, H), lr, seed in itertools.product(NONLINEARITIES, spec["arms"], spec["lrs"],
-                                                       SEEDS[:2] if quick else SEEDS):
-            out.append(dict(task=task, nonlinearity=act, num_layers=L, hidden_size=H, lr=lr, seed=seed,
-                            settings=settings))
+        for act, (L, H), lr, seed in itertools.product(
+            NONLINEARITIES, spec["arms"], spec["lrs"], SEEDS[:2] if quick else SEEDS
+        ):
+            out.append(
+                dict(task=task, nonlinearity=act, num_layers=L, hidden_size=H, lr=lr, seed=seed, settings=settings)
+            )
     # longest first, so the pool does not end on one long job
     return sorted(out, key=lambda j: -(j["num_layers"] * j["hidden_size"] ** 2 * (3 if j["task"] == "lm" else 1)))
 
@@ -68,8 +77,7 @@ def run(job: dict) -> dict:
     torch.set_num_threads(1)
     start = time.perf_counter()
     fn = adding_run if job["task"] == "adding" else lm_run
-    result = fn(job["nonlinearity"], job["num_layers"], job["hidden_size"], job["lr"], job["seed"],
-                **job["settings"])
+    result = fn(job["nonlinearity"], job["num_layers"], job["hidden_size"], job["lr"], job["seed"], **job["settings"])
     record = {k: v for k, v in job.items() if k != "settings"}
     record.update(result, seconds=round(time.perf_counter() - start, 1))
     return record
@@ -86,12 +94,24 @@ def main(argv: list[str] | None = None) -> int:
 
     tasks = ["adding", "lm"] if args.task == "all" else [args.task]
     todo = jobs(tasks, args.quick)[: args.max_jobs]
-    protocol = {"adding": {**ADDING["settings"], "lrs": ADDING["lrs"], "arms": ADDING["arms"]},
-                "lm": {**LM["settings"], "lrs": LM["lrs"], "arms": LM["arms"]},
-                "nonlinearities": list(NONLINEARITIES), "seeds": list(SEEDS), "quick": args.quick}
-    run_study(todo, run, run_key, args.out, args.workers, protocol=protocol,
-              describe=lambda r: f"{r['task']} {r['nonlinearity']} L={r['num_layers']} H={r['hidden_size']} "
-                                 f"lr={r['lr']:g} seed={r['seed']}")
+    protocol = {
+        "adding": {**ADDING["settings"], "lrs": ADDING["lrs"], "arms": ADDING["arms"]},
+        "lm": {**LM["settings"], "lrs": LM["lrs"], "arms": LM["arms"]},
+        "nonlinearities": list(NONLINEARITIES),
+        "seeds": list(SEEDS),
+        "quick": args.quick,
+    }
+    run_study(
+        todo,
+        run,
+        run_key,
+        args.out,
+        args.workers,
+        protocol=protocol,
+        describe=lambda r: (
+            f"{r['task']} {r['nonlinearity']} L={r['num_layers']} H={r['hidden_size']} lr={r['lr']:g} seed={r['seed']}"
+        ),
+    )
     return 0
 
 

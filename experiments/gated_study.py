@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
-from rnnlib.training.gated_study import run_key  # noqa: E402
 from study_runner import run_study  # noqa: E402  (experiments/ is this script's folder)
+
+from rnnlib.training.gated_study import run_key  # noqa: E402
 
 DEFAULT_OUT = ROOT / "experiments" / "results" / "gated_study.json"
 
@@ -45,8 +46,10 @@ SETTINGS = dict(steps=2000, batch_size=32, clip=1.0)
 
 def jobs(quick: bool) -> list[dict]:
     settings = dict(SETTINGS, steps=20) if quick else dict(SETTINGS)
-    out = [dict(cell=cell, hidden_size=HIDDEN[cell], seq_len=T, lr=lr, seed=seed, settings=settings)
-           for cell, T, lr, seed in itertools.product(HIDDEN, SEQ_LENS, LRS, SEEDS[:1] if quick else SEEDS)]
+    out = [
+        dict(cell=cell, hidden_size=HIDDEN[cell], seq_len=T, lr=lr, seed=seed, settings=settings)
+        for cell, T, lr, seed in itertools.product(HIDDEN, SEQ_LENS, LRS, SEEDS[:1] if quick else SEEDS)
+    ]
     cost = {"rnn": 2, "gru": 6, "lstm": 1}  # rough time per step on a CPU, relative
     return sorted(out, key=lambda j: -j["seq_len"] * cost[j["cell"]])
 
@@ -58,8 +61,9 @@ def run(job: dict) -> dict:
 
     torch.set_num_threads(1)
     start = time.perf_counter()
-    result = gated_adding_run(job["cell"], job["hidden_size"], job["seq_len"], job["lr"], job["seed"],
-                              **job["settings"])
+    result = gated_adding_run(
+        job["cell"], job["hidden_size"], job["seq_len"], job["lr"], job["seed"], **job["settings"]
+    )
     record = {k: v for k, v in job.items() if k != "settings"}
     record.update(result, seconds=round(time.perf_counter() - start, 1))
     return record
@@ -74,11 +78,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     todo = jobs(args.quick)[: args.max_jobs]
-    protocol = {**(dict(SETTINGS, steps=20) if args.quick else SETTINGS), "hidden_sizes": HIDDEN,
-                "seq_lens": list(SEQ_LENS), "lrs": list(LRS), "seeds": list(SEEDS[:1] if args.quick else SEEDS),
-                "quick": args.quick}
-    run_study(todo, run, run_key, args.out, args.workers, protocol=protocol,
-              describe=lambda r: f"{r['cell']} H={r['hidden_size']} T={r['seq_len']} lr={r['lr']:g} seed={r['seed']}")
+    protocol = {
+        **(dict(SETTINGS, steps=20) if args.quick else SETTINGS),
+        "hidden_sizes": HIDDEN,
+        "seq_lens": list(SEQ_LENS),
+        "lrs": list(LRS),
+        "seeds": list(SEEDS[:1] if args.quick else SEEDS),
+        "quick": args.quick,
+    }
+    run_study(
+        todo,
+        run,
+        run_key,
+        args.out,
+        args.workers,
+        protocol=protocol,
+        describe=lambda r: f"{r['cell']} H={r['hidden_size']} T={r['seq_len']} lr={r['lr']:g} seed={r['seed']}",
+    )
     return 0
 
 

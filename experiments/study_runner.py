@@ -30,19 +30,36 @@ def environment() -> dict:
     try:
         from threadpoolctl import threadpool_info
 
-        blas = "; ".join(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}"
-                         for i in threadpool_info())
+        blas = "; ".join(
+            f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in threadpool_info()
+        )
     except ImportError:
         pass
-    return {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-            "machine": platform.machine(), "processor": platform.processor(),
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "blas": blas,
-            "kernel_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "MKL_CBWR",
-                                                      "OMP_NUM_THREADS") if k in os.environ}}
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "blas": blas,
+        "kernel_env": {
+            k: os.environ[k]
+            for k in ("OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "MKL_CBWR", "OMP_NUM_THREADS")
+            if k in os.environ
+        },
+    }
 
 
-def run_study(todo: list[Record], run: Callable[[Record], Record], run_key: Callable[[Record], Hashable],
-              out: Path, workers: int, describe: Callable[[Record], str], protocol: dict) -> dict:
+def run_study(
+    todo: list[Record],
+    run: Callable[[Record], Record],
+    run_key: Callable[[Record], Hashable],
+    out: Path,
+    workers: int,
+    describe: Callable[[Record], str],
+    protocol: dict,
+) -> dict:
     """Run every job of ``todo`` not already in ``<out>.partial.jsonl`` (``run(job) -> record``, on
     ``workers`` processes), then write ``{"protocol", "environment", "wall_seconds", "runs"}`` to ``out``.
 
@@ -65,11 +82,15 @@ def run_study(todo: list[Record], run: Callable[[Record], Record], run_key: Call
             done[run_key(record)] = record
             log.write(json.dumps(record) + "\n")
             log.flush()
-            print(f"[{i}/{len(todo)}] {describe(record)}: test {record['test']:.4f} ({record['seconds']} s)",
-                  flush=True)
-    study = {"protocol": protocol, "environment": environment(),
-             "wall_seconds": round(time.perf_counter() - start, 1),
-             "runs": sorted(done.values(), key=run_key)}  # type: ignore[arg-type,return-value]
+            print(
+                f"[{i}/{len(todo)}] {describe(record)}: test {record['test']:.4f} ({record['seconds']} s)", flush=True
+            )
+    study = {
+        "protocol": protocol,
+        "environment": environment(),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "runs": sorted(done.values(), key=run_key),
+    }  # type: ignore[arg-type,return-value]
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(study, indent=1) + "\n")
     tmp.replace(out)

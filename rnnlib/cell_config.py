@@ -48,9 +48,18 @@ class StackConfig:
     num_directions: int
     proj_size: int
 
-    def _configure(self, input_size: int, hidden_size: int, num_layers: int, nonlinearity: str, bias: bool,
-                   batch_first: bool, dropout: float, bidirectional: bool,
-                   proj_size: int = 0) -> dict[str, tuple[int, ...]]:
+    def _configure(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        nonlinearity: str,
+        bias: bool,
+        batch_first: bool,
+        dropout: float,
+        bidirectional: bool,
+        proj_size: int = 0,
+    ) -> dict[str, tuple[int, ...]]:
         """Check the arguments (as ``torch.nn.RNN`` does, with its messages), store them, and return the
         parameters' shapes ``{name: shape}`` in registration order. Called by the stacks' ``_setup``."""
         check_config(input_size, hidden_size, num_layers, nonlinearity, dropout)
@@ -67,8 +76,9 @@ class StackConfig:
         self.bidirectional = bidirectional
         self.num_directions = 2 if bidirectional else 1
         self.proj_size = proj_size
-        return param_shapes(input_size, hidden_size, num_layers, bias, bidirectional,
-                            gates=self.GATES, proj_size=proj_size)
+        return param_shapes(
+            input_size, hidden_size, num_layers, bias, bidirectional, gates=self.GATES, proj_size=proj_size
+        )
 
     def _state_sizes(self) -> tuple[int, ...]:
         """The width of each part of the state: ``h`` (``proj_size`` if set, else ``hidden_size``; also what a
@@ -77,7 +87,8 @@ class StackConfig:
         return (h,) + (self.hidden_size,) * (len(self.STATE_NAMES) - 1)
 
     def _config_repr(self) -> str:
-        """``"D, H[, num_layers=L][, key=value ...]"``: the arguments that differ from the defaults, as torch shows them."""
+        """``"D, H[, num_layers=L][, key=value ...]"``: the arguments that differ from the defaults, as torch shows
+        them."""
         parts = [str(self.input_size), str(self.hidden_size)]
         if self.num_layers != 1:
             parts.append(f"num_layers={self.num_layers}")

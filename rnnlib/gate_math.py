@@ -29,7 +29,8 @@ def sigmoid_scale(blocks: str, hidden_size: int, dtype: Any) -> Array:
 
 
 def previous_states(states: Array, first: Array, reverse: bool) -> Array:
-    """The state each step read: ``prev[t]`` is ``states[t-1]`` (``states[t+1]`` in reverse), ``first`` at the first step.
+    """The state each step read: ``prev[t]`` is ``states[t-1]`` (``states[t+1]`` in reverse), ``first`` at the
+    first step.
 
     Args:
         states: ``(T, N, S)``, the state after each step (indexed by time, whatever the direction).

@@ -72,13 +72,13 @@ def gru_layer_forward(
         np.matmul(h, W_hh_T, out=gh)  # the only product that must wait for the previous step
         if b_hh_half is not None:
             gh += b_hh_half
-        rz = a[:, :2 * H]
-        rz += gh[:, :2 * H]
+        rz = a[:, : 2 * H]
+        rz += gh[:, : 2 * H]
         np.tanh(rz, out=rz)
         rz *= 0.5  # r, z = 0.5 * tanh(a/2) + 0.5
         rz += 0.5
-        n = a[:, 2 * H:]
-        n += rz[:, :H] * gh[:, 2 * H:]
+        n = a[:, 2 * H :]
+        n += rz[:, :H] * gh[:, 2 * H :]
         np.tanh(n, out=n)
         h_new = states[t]
         np.subtract(h, n, out=h_new)  # h' = (1 - z) n + z h = n + z (h - n): one product fewer
@@ -88,8 +88,18 @@ def gru_layer_forward(
             h_new[...] = np.where(mask[t, :, None], h_new, h)
         h = h_new
     out = states if mask is None else states * mask[:, :, None]
-    cache = {"x": x, "h0": h0, "gates": gates, "hidden_n": hidden[..., 2 * H:], "states": states,
-             "W_ih": W_ih, "W_hh": W_hh, "bias": b_ih is not None, "reverse": reverse, "mask": mask}
+    cache = {
+        "x": x,
+        "h0": h0,
+        "gates": gates,
+        "hidden_n": hidden[..., 2 * H :],
+        "states": states,
+        "W_ih": W_ih,
+        "W_hh": W_hh,
+        "bias": b_ih is not None,
+        "reverse": reverse,
+        "mask": mask,
+    }
     return out, h.copy(), cache
 
 
@@ -107,7 +117,7 @@ def gru_layer_backward(d_out: Array, d_h_last: Array, cache: dict[str, Any]) -> 
     W_ih, W_hh, reverse, mask = cache["W_ih"], cache["W_hh"], cache["reverse"], cache["mask"]
     T, N, D_in = x.shape
     H = states.shape[-1]
-    r, z, n = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:]
+    r, z, n = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H :]
     h_prev = previous_states(states, cache["h0"], reverse)
     # Everything that does not depend on the incoming gradient dL/dh', for all steps at once:
     #   dL/d(n's pre-activation)  = dL/dh' * (1 - z) (1 - n^2)                  -> d_n = dh * n_factor
@@ -141,7 +151,7 @@ def gru_layer_backward(d_out: Array, d_h_last: Array, cache: dict[str, Any]) -> 
             blocks[t, :, 2] *= d_n[t]
             dh = d_hidden[t] @ W_hh + np.where(m, dh_t * z[t], dh_t)  # a held state passes its gradient on
     d_input_side = d_hidden.copy()  # W_ih x + b_ih: the same r and z gradients, but n's pre-activation whole
-    d_input_side[..., 2 * H:] = d_n
+    d_input_side[..., 2 * H :] = d_n
     flat_in = d_input_side.reshape(T * N, 3 * H)
     flat_hidden = d_hidden.reshape(T * N, 3 * H)
     grads = {"weight_ih": flat_in.T @ x.reshape(T * N, D_in), "weight_hh": flat_hidden.T @ h_prev.reshape(T * N, H)}
@@ -183,17 +193,21 @@ class NumpyGRU(NumpyStack, GRUConfig):
         seed: int | None = None,
     ) -> None:
         refuse_proj_size(proj_size)
-        self._setup(input_size, hidden_size, num_layers, "tanh", bias, batch_first, dropout, bidirectional,
-                    dtype, seed)
+        self._setup(input_size, hidden_size, num_layers, "tanh", bias, batch_first, dropout, bidirectional, dtype, seed)
 
     def _layer_forward(
         self, x: Array, state0: States, layer: int, reverse: bool, mask: Array | None
     ) -> tuple[Array, States, dict[str, Any]]:
         """:func:`gru_layer_forward` with this layer's parameters: ``x (T, N, D_in)``, ``(h0 (N, H),)``."""
         out, h_last, cache = gru_layer_forward(
-            x, state0[0],
-            self.params[param_name("weight_ih", layer, reverse)], self.params[param_name("weight_hh", layer, reverse)],
-            self._param("bias_ih", layer, reverse), self._param("bias_hh", layer, reverse), reverse, mask,
+            x,
+            state0[0],
+            self.params[param_name("weight_ih", layer, reverse)],
+            self.params[param_name("weight_hh", layer, reverse)],
+            self._param("bias_ih", layer, reverse),
+            self._param("bias_hh", layer, reverse),
+            reverse,
+            mask,
         )
         return out, (h_last,), cache
 

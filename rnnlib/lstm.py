@@ -79,24 +79,37 @@ def lstm_layer_forward(
         a *= half  # the sigmoid blocks: 0.5 * tanh(a/2) + 0.5; g keeps its tanh
         a += shift
         c_new = cells[t]
-        np.multiply(a[:, H:2 * H], c, out=c_new)
-        c_new += a[:, :H] * a[:, 2 * H:3 * H]
+        np.multiply(a[:, H : 2 * H], c, out=c_new)
+        c_new += a[:, :H] * a[:, 2 * H : 3 * H]
         if mask is not None:  # past a sequence's end: hold its cell
             c_new[...] = np.where(mask[t, :, None], c_new, c)
         np.tanh(c_new, out=tanh_c[t])
         h_new = states[t]
         if full is None or W_hr_T is None:
-            np.multiply(a[:, 3 * H:], tanh_c[t], out=h_new)
+            np.multiply(a[:, 3 * H :], tanh_c[t], out=h_new)
         else:
-            np.multiply(a[:, 3 * H:], tanh_c[t], out=full[t])
+            np.multiply(a[:, 3 * H :], tanh_c[t], out=full[t])
             np.matmul(full[t], W_hr_T, out=h_new)
         if mask is not None:  # and its state
             h_new[...] = np.where(mask[t, :, None], h_new, h)
         h, c = h_new, c_new
     out = states if mask is None else states * mask[:, :, None]
-    cache = {"x": x, "h0": h0, "c0": c0, "gates": gates, "cells": cells, "tanh_c": tanh_c, "states": states,
-             "full": full, "W_ih": W_ih, "W_hh": W_hh, "W_hr": W_hr, "bias": b_ih is not None,
-             "reverse": reverse, "mask": mask}
+    cache = {
+        "x": x,
+        "h0": h0,
+        "c0": c0,
+        "gates": gates,
+        "cells": cells,
+        "tanh_c": tanh_c,
+        "states": states,
+        "full": full,
+        "W_ih": W_ih,
+        "W_hh": W_hh,
+        "W_hr": W_hr,
+        "bias": b_ih is not None,
+        "reverse": reverse,
+        "mask": mask,
+    }
     return out, h.copy(), c.copy(), cache
 
 
@@ -117,7 +130,7 @@ def lstm_layer_backward(
     T, N, D_in = x.shape
     H = cells.shape[-1]
     S = states.shape[-1]
-    i, f, g, o = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
+    i, f, g, o = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H : 3 * H], gates[..., 3 * H :]
     c_prev = previous_states(cells, cache["c0"], reverse)
     # Everything that does not depend on the incoming gradient, for all steps at once, so the loop is
     # left with a few products per step. d_gates[t] starts as the factor that multiplies dL/dc_t
@@ -205,18 +218,35 @@ class NumpyLSTM(NumpyStack, LSTMConfig):
         dtype: Any = np.float64,
         seed: int | None = None,
     ) -> None:
-        self._setup(input_size, hidden_size, num_layers, "tanh", bias, batch_first, dropout, bidirectional,
-                    dtype, seed, proj_size)
+        self._setup(
+            input_size,
+            hidden_size,
+            num_layers,
+            "tanh",
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            dtype,
+            seed,
+            proj_size,
+        )
 
     def _layer_forward(
         self, x: Array, state0: States, layer: int, reverse: bool, mask: Array | None
     ) -> tuple[Array, States, dict[str, Any]]:
         """:func:`lstm_layer_forward` with this layer's parameters: ``x (T, N, D_in)``, ``(h0 (N, S), c0 (N, H))``."""
         out, h_last, c_last, cache = lstm_layer_forward(
-            x, state0[0], state0[1],
-            self.params[param_name("weight_ih", layer, reverse)], self.params[param_name("weight_hh", layer, reverse)],
-            self._param("bias_ih", layer, reverse), self._param("bias_hh", layer, reverse),
-            self._param("weight_hr", layer, reverse), reverse, mask,
+            x,
+            state0[0],
+            state0[1],
+            self.params[param_name("weight_ih", layer, reverse)],
+            self.params[param_name("weight_hh", layer, reverse)],
+            self._param("bias_ih", layer, reverse),
+            self._param("bias_hh", layer, reverse),
+            self._param("weight_hr", layer, reverse),
+            reverse,
+            mask,
         )
         return out, (h_last, c_last), cache
 

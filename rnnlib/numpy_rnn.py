@@ -18,8 +18,9 @@ Three levels, each usable on its own:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -91,8 +92,15 @@ def rnn_cell_forward(
     if b_ih is not None:
         a = a + b_ih + b_hh
     h = act.forward(a)
-    cache = {"x": x, "h_prev": h_prev, "h": h, "W_ih": W_ih, "W_hh": W_hh,
-             "bias": b_ih is not None, "nonlinearity": nonlinearity}
+    cache = {
+        "x": x,
+        "h_prev": h_prev,
+        "h": h,
+        "W_ih": W_ih,
+        "W_hh": W_hh,
+        "bias": b_ih is not None,
+        "nonlinearity": nonlinearity,
+    }
     return h, cache
 
 
@@ -173,8 +181,17 @@ def layer_forward(
             a[...] = np.where(mask[t, :, None], a, h)
         h = a
     out = states if mask is None else states * mask[:, :, None]
-    cache = {"x": x, "h0": h0, "states": states, "W_ih": W_ih, "W_hh": W_hh,
-             "bias": b_ih is not None, "nonlinearity": nonlinearity, "reverse": reverse, "mask": mask}
+    cache = {
+        "x": x,
+        "h0": h0,
+        "states": states,
+        "W_ih": W_ih,
+        "W_hh": W_hh,
+        "bias": b_ih is not None,
+        "nonlinearity": nonlinearity,
+        "reverse": reverse,
+        "mask": mask,
+    }
     return out, h.copy(), cache
 
 
@@ -271,8 +288,9 @@ class NumpyRNN(NumpyStack, ElmanConfig):
         dtype: Any = np.float64,
         seed: int | None = None,
     ) -> None:
-        self._setup(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, dropout, bidirectional,
-                    dtype, seed)
+        self._setup(
+            input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, dropout, bidirectional, dtype, seed
+        )
         self.nonlinearity = nonlinearity
 
     def _layer_forward(
@@ -280,10 +298,15 @@ class NumpyRNN(NumpyStack, ElmanConfig):
     ) -> tuple[Array, States, dict[str, Any]]:
         """:func:`layer_forward` with this layer's parameters: ``x (T, N, D_in)``, ``(h0 (N, H),)``."""
         out, h_last, cache = layer_forward(
-            x, state0[0],
-            self.params[param_name("weight_ih", layer, reverse)], self.params[param_name("weight_hh", layer, reverse)],
-            self._bias("bias_ih", layer, reverse), self._bias("bias_hh", layer, reverse),
-            self.nonlinearity, reverse, mask,
+            x,
+            state0[0],
+            self.params[param_name("weight_ih", layer, reverse)],
+            self.params[param_name("weight_hh", layer, reverse)],
+            self._bias("bias_ih", layer, reverse),
+            self._bias("bias_hh", layer, reverse),
+            self.nonlinearity,
+            reverse,
+            mask,
         )
         return out, (h_last,), cache
 

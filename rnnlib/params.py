@@ -132,9 +132,7 @@ def to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def check_state_dict(
-    state_dict: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]]
-) -> dict[str, np.ndarray]:
+def check_state_dict(state_dict: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
     """Convert a state dict to arrays, refusing missing, unexpected or mis-shaped entries.
 
     Accepts the ``state_dict()`` of ``torch.nn.RNN``/:class:`rnnlib.TorchRNN`
@@ -160,9 +158,7 @@ def check_state_dict(
     return arrays
 
 
-def check_config(
-    input_size: int, hidden_size: int, num_layers: int, nonlinearity: str, dropout: float
-) -> None:
+def check_config(input_size: int, hidden_size: int, num_layers: int, nonlinearity: str, dropout: float) -> None:
     """Refuse constructor arguments that ``torch.nn.RNN`` would refuse (and a few it lets through)."""
     for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -184,8 +180,9 @@ def check_proj_size(proj_size: Any, hidden_size: int) -> int:
     if proj_size < 0:
         raise ValueError(f"proj_size should be a positive integer or zero to disable projections, got {proj_size}")
     if proj_size >= hidden_size:
-        raise ValueError(f"proj_size has to be smaller than hidden_size, got proj_size={proj_size} "
-                         f"and hidden_size={hidden_size}")
+        raise ValueError(
+            f"proj_size has to be smaller than hidden_size, got proj_size={proj_size} and hidden_size={hidden_size}"
+        )
     return int(proj_size)
 
 
@@ -210,7 +207,7 @@ def check_flags(bias: Any, batch_first: Any, bidirectional: Any) -> tuple[bool, 
     accepted (PyTorch refuses it), as NumPy integers are for the sizes.
     """
     values = (bias, batch_first, bidirectional)
-    for name, value in zip(FLAGS, values):
+    for name, value in zip(FLAGS, values, strict=True):
         if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"{name} should be of type bool, got: {type(value).__name__} ({value!r})")
     return bool(bias), bool(batch_first), bool(bidirectional)
@@ -240,9 +237,7 @@ DROPOUT_WARNING = (
 )
 
 
-def check_input_shape(
-    shape: tuple[int, ...], input_size: int, batch_first: bool
-) -> tuple[bool, int, int]:
+def check_input_shape(shape: tuple[int, ...], input_size: int, batch_first: bool) -> tuple[bool, int, int]:
     """Check an input's shape and say how to read it.
 
     Accepts ``(T, N, D)`` (time-major), ``(N, T, D)`` (``batch_first=True``) or
@@ -273,8 +268,13 @@ def check_input_shape(
 
 
 def check_h0_shape(
-    shape: tuple[int, ...], batched: bool, num_states: int, batch: int, hidden_size: int,
-    name: str = "h0", size_name: str = "H",
+    shape: tuple[int, ...],
+    batched: bool,
+    num_states: int,
+    batch: int,
+    hidden_size: int,
+    name: str = "h0",
+    size_name: str = "H",
 ) -> None:
     """``h0`` must be ``(L*dirs, N, H)`` for batched input and ``(L*dirs, H)`` for unbatched input.
 

@@ -81,8 +81,9 @@ class NumpyStack(StackConfig):
     ) -> None:
         """Check and store the configuration (:class:`rnnlib.cell_config.StackConfig`), then draw the parameters
         (the subclasses' shared constructor)."""
-        self.shapes = self._configure(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first,
-                                      dropout, bidirectional, proj_size)
+        self.shapes = self._configure(
+            input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, dropout, bidirectional, proj_size
+        )
         self.dtype = np.dtype(dtype)
         if self.dtype.kind != "f":
             raise TypeError(f"dtype must be a floating type such as np.float64 or np.float32, got {self.dtype}")
@@ -152,9 +153,10 @@ class NumpyStack(StackConfig):
 
         The arrays of :attr:`params` themselves, not copies (``nn.RNN`` returns its live parameters).
         """
-        return [[self.params[name] for name in names]
-                for names in all_weight_names(self.num_layers, self.bias, self.bidirectional,
-                                              proj=self.proj_size > 0)]
+        return [
+            [self.params[name] for name in names]
+            for names in all_weight_names(self.num_layers, self.bias, self.bidirectional, proj=self.proj_size > 0)
+        ]
 
     def num_parameters(self) -> int:
         """Total number of scalars in :attr:`params`."""
@@ -189,8 +191,11 @@ class NumpyStack(StackConfig):
             return (h0,)
         names = ", ".join(self.STATE_NAMES)
         if not isinstance(h0, (tuple, list)) or len(h0) != len(self.STATE_NAMES):
-            got = f"a {type(h0).__name__} of length {len(h0)}" if isinstance(h0, (tuple, list)) else \
-                f"a {type(h0).__name__}" + (f" of shape {tuple(h0.shape)}" if hasattr(h0, "shape") else "")
+            got = (
+                f"a {type(h0).__name__} of length {len(h0)}"
+                if isinstance(h0, (tuple, list))
+                else f"a {type(h0).__name__}" + (f" of shape {tuple(h0.shape)}" if hasattr(h0, "shape") else "")
+            )
             raise TypeError(f"h0 of a {type(self).__name__} must be a tuple ({names}), got {got}")
         return tuple(h0)
 
@@ -201,7 +206,7 @@ class NumpyStack(StackConfig):
         if h0 is None:
             return [np.zeros((num_states, N, size), dtype=self.dtype) for size in sizes]
         states = []
-        for name, size, part in zip(self.STATE_NAMES, sizes, self._state_parts(h0)):
+        for name, size, part in zip(self.STATE_NAMES, sizes, self._state_parts(h0), strict=True):
             if part is None:
                 raise TypeError(f"{name} is None: give every part of the initial state, or h0=None for zeros")
             arr = self._as_array(part, name)
@@ -268,8 +273,9 @@ class NumpyStack(StackConfig):
             for direction in range(dirs):
                 k = layer * dirs + direction
                 out, last, cache = self._layer_forward(
-                    layer_input, tuple(s[k] for s in state0), layer, direction == 1, mask)
-                for final, part in zip(finals, last):
+                    layer_input, tuple(s[k] for s in state0), layer, direction == 1, mask
+                )
+                for final, part in zip(finals, last, strict=True):
                     final[k] = part
                 outs.append(out)
                 layer_caches.append(cache)
@@ -277,12 +283,15 @@ class NumpyStack(StackConfig):
             if self.training and self.dropout > 0 and layer < L - 1:
                 if dropout_masks is not None:
                     if layer not in dropout_masks:
-                        raise ValueError(f"dropout_masks has no mask for layer {layer}: expected one per layer "
-                                         f"below the top, keys {list(range(L - 1))}, got keys {sorted(dropout_masks)}")
+                        raise ValueError(
+                            f"dropout_masks has no mask for layer {layer}: expected one per layer "
+                            f"below the top, keys {list(range(L - 1))}, got keys {sorted(dropout_masks)}"
+                        )
                     drop = np.asarray(dropout_masks[layer], dtype=self.dtype)
                     if drop.shape != layer_output.shape:
-                        raise ValueError(f"dropout mask for layer {layer} must have shape {layer_output.shape}, "
-                                         f"got {drop.shape}")
+                        raise ValueError(
+                            f"dropout mask for layer {layer} must have shape {layer_output.shape}, got {drop.shape}"
+                        )
                 else:
                     drop = dropout_mask(self.rng, layer_output.shape, self.dropout, self.dtype)
                 masks[layer] = drop
@@ -330,7 +339,7 @@ class NumpyStack(StackConfig):
             raise ValueError(f"d_output must have the shape of output, {out_shape}, got {d_output.shape}")
         d_parts = (None,) * len(sizes) if d_h_n is None else self._d_state_parts(d_h_n)
         d_last: list[Array] = []
-        for name, size, part in zip(self.STATE_NAMES, sizes, d_parts):
+        for name, size, part in zip(self.STATE_NAMES, sizes, d_parts, strict=True):
             d_name = "d_" + name[0] + "_n"  # d_h_n, d_c_n
             if part is None:
                 d_last.append(np.zeros((L * dirs, N, size), dtype=self.dtype))
@@ -355,9 +364,11 @@ class NumpyStack(StackConfig):
             for direction in range(dirs):
                 k = layer * dirs + direction
                 dx, d_state0, g = self._layer_backward(
-                    d_layer_output[..., direction * S:(direction + 1) * S],
-                    tuple(d[k] for d in d_last), c["caches"][layer][direction])
-                for first, part in zip(d_first, d_state0):
+                    d_layer_output[..., direction * S : (direction + 1) * S],
+                    tuple(d[k] for d in d_last),
+                    c["caches"][layer][direction],
+                )
+                for first, part in zip(d_first, d_state0, strict=True):
                     first[k] = part
                 d_input = dx if d_input is None else d_input + dx
                 for kind, value in g.items():
@@ -373,6 +384,8 @@ class NumpyStack(StackConfig):
         if len(self.STATE_NAMES) == 1:
             return (d_h_n,)
         if not isinstance(d_h_n, (tuple, list)) or len(d_h_n) != len(self.STATE_NAMES):
-            raise TypeError(f"d_h_n of a {type(self).__name__} must be a tuple (d_h_n, d_c_n) (or None), "
-                            f"got a {type(d_h_n).__name__}")
+            raise TypeError(
+                f"d_h_n of a {type(self).__name__} must be a tuple (d_h_n, d_c_n) (or None), "
+                f"got a {type(d_h_n).__name__}"
+            )
         return tuple(d_h_n)

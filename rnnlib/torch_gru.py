@@ -83,15 +83,22 @@ class TorchGRU(TorchStack, GRUConfig):
     ) -> None:
         super().__init__()
         refuse_proj_size(proj_size)
-        self._setup(input_size, hidden_size, num_layers, "tanh", bias, batch_first, dropout, bidirectional,
-                    device, dtype)
+        self._setup(
+            input_size, hidden_size, num_layers, "tanh", bias, batch_first, dropout, bidirectional, device, dtype
+        )
 
     def _layer_forward(
         self, x: Tensor, state0: TensorStates, layer: int, reverse: bool, mask: Tensor | None
     ) -> tuple[Tensor, TensorStates]:
         """:func:`torch_gru_layer_forward` with this layer's parameters: ``(h0 (N, H),)``."""
         out, h_last = torch_gru_layer_forward(
-            x, state0[0], self._weight("weight_ih", layer, reverse), self._weight("weight_hh", layer, reverse),
-            self._bias("bias_ih", layer, reverse), self._bias("bias_hh", layer, reverse), reverse, mask,
+            x,
+            state0[0],
+            self._weight("weight_ih", layer, reverse),
+            self._weight("weight_hh", layer, reverse),
+            self._bias("bias_ih", layer, reverse),
+            self._bias("bias_hh", layer, reverse),
+            reverse,
+            mask,
         )
         return out, (h_last,)

@@ -83,16 +83,34 @@ class TorchLSTM(TorchStack, LSTMConfig):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        self._setup(input_size, hidden_size, num_layers, "tanh", bias, batch_first, dropout, bidirectional,
-                    device, dtype, proj_size)
+        self._setup(
+            input_size,
+            hidden_size,
+            num_layers,
+            "tanh",
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
+            proj_size,
+        )
 
     def _layer_forward(
         self, x: Tensor, state0: TensorStates, layer: int, reverse: bool, mask: Tensor | None
     ) -> tuple[Tensor, TensorStates]:
         """:func:`torch_lstm_layer_forward` with this layer's parameters: ``(h0 (N, S), c0 (N, H))``."""
         out, h_last, c_last = torch_lstm_layer_forward(
-            x, state0[0], state0[1], self._weight("weight_ih", layer, reverse), self._weight("weight_hh", layer, reverse),
-            self._bias("bias_ih", layer, reverse), self._bias("bias_hh", layer, reverse),
-            self._bias("weight_hr", layer, reverse), reverse, mask,
+            x,
+            state0[0],
+            state0[1],
+            self._weight("weight_ih", layer, reverse),
+            self._weight("weight_hh", layer, reverse),
+            self._bias("bias_ih", layer, reverse),
+            self._bias("bias_hh", layer, reverse),
+            self._bias("weight_hr", layer, reverse),
+            reverse,
+            mask,
         )
         return out, (h_last, c_last)

@@ -73,16 +73,23 @@ class TorchRNN(TorchStack, ElmanConfig):
     ) -> None:
         super().__init__()
         self.nonlinearity = nonlinearity  # before _setup's checks: they do not read it from here
-        self._setup(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, dropout, bidirectional,
-                    device, dtype)
+        self._setup(
+            input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, dropout, bidirectional, device, dtype
+        )
 
     def _layer_forward(
         self, x: Tensor, state0: TensorStates, layer: int, reverse: bool, mask: Tensor | None
     ) -> tuple[Tensor, TensorStates]:
         """:func:`torch_layer_forward` with this layer's parameters: ``x (T, N, D_in)``, ``(h0 (N, H),)``."""
         out, h_last = torch_layer_forward(
-            x, state0[0], self._weight("weight_ih", layer, reverse), self._weight("weight_hh", layer, reverse),
-            self._bias("bias_ih", layer, reverse), self._bias("bias_hh", layer, reverse),
-            self.nonlinearity, reverse, mask,
+            x,
+            state0[0],
+            self._weight("weight_ih", layer, reverse),
+            self._weight("weight_hh", layer, reverse),
+            self._bias("bias_ih", layer, reverse),
+            self._bias("bias_hh", layer, reverse),
+            self.nonlinearity,
+            reverse,
+            mask,
         )
         return out, (h_last,)

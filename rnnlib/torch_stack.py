@@ -56,7 +56,7 @@ def run_over_time(
     for t in range(T - 1, -1, -1) if reverse else range(T):
         new = step(pre[t], state)
         if mask is not None:  # past a sequence's end: hold the state
-            new = tuple(torch.where(mask[t, :, None], n, s) for n, s in zip(new, state))
+            new = tuple(torch.where(mask[t, :, None], n, s) for n, s in zip(new, state, strict=True))
         outs[t] = new[0]
         state = new
     out = torch.stack(outs)
@@ -91,8 +91,9 @@ class TorchStack(StackConfig, nn.Module):
     ) -> None:
         """Check and store the configuration (:class:`rnnlib.cell_config.StackConfig`), register and initialise
         the parameters."""
-        shapes = self._configure(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, dropout,
-                                 bidirectional, proj_size)
+        shapes = self._configure(
+            input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, dropout, bidirectional, proj_size
+        )
         for name, shape in shapes.items():
             self.register_parameter(name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
         self.reset_parameters()
@@ -137,9 +138,10 @@ class TorchStack(StackConfig, nn.Module):
 
         Read as attributes, so a parametrized weight appears as its computed value (as in ``nn.RNN``).
         """
-        return [[getattr(self, name) for name in names]
-                for names in all_weight_names(self.num_layers, self.bias, self.bidirectional,
-                                              proj=self.proj_size > 0)]
+        return [
+            [getattr(self, name) for name in names]
+            for names in all_weight_names(self.num_layers, self.bias, self.bidirectional, proj=self.proj_size > 0)
+        ]
 
     def _weight(self, kind: str, layer: int, reverse: bool) -> Tensor:
         """``weight_ih``/``weight_hh`` of one layer and direction.
@@ -164,16 +166,22 @@ class TorchStack(StackConfig, nn.Module):
             parts: tuple[Any, ...] = (hx,)
         else:
             if not isinstance(hx, (tuple, list)) or len(hx) != len(sizes):
-                got = f"a {type(hx).__name__} of length {len(hx)}" if isinstance(hx, (tuple, list)) else \
-                    f"a {type(hx).__name__}" + (f" of shape {tuple(hx.shape)}" if hasattr(hx, "shape") else "")
-                raise TypeError(f"hx of a {type(self).__name__} must be a tuple ({', '.join(self.STATE_NAMES)}), "
-                                f"got {got}")
+                got = (
+                    f"a {type(hx).__name__} of length {len(hx)}"
+                    if isinstance(hx, (tuple, list))
+                    else f"a {type(hx).__name__}" + (f" of shape {tuple(hx.shape)}" if hasattr(hx, "shape") else "")
+                )
+                raise TypeError(
+                    f"hx of a {type(self).__name__} must be a tuple ({', '.join(self.STATE_NAMES)}), got {got}"
+                )
             parts = tuple(hx)
         dtype = self.weight_ih_l0.dtype
         states = []
-        for name, size, part in zip(self.STATE_NAMES, sizes, parts):
+        for name, size, part in zip(self.STATE_NAMES, sizes, parts, strict=True):
             if not isinstance(part, Tensor):
-                raise TypeError(f"{'hx' if len(sizes) == 1 else name} must be a torch.Tensor, got {type(part).__name__}")
+                raise TypeError(
+                    f"{'hx' if len(sizes) == 1 else name} must be a torch.Tensor, got {type(part).__name__}"
+                )
             if part.dtype != dtype:
                 what = "hx" if len(sizes) == 1 else name
                 raise TypeError(f"{what} has dtype {part.dtype} but the parameters are {dtype}")
@@ -217,8 +225,10 @@ class TorchStack(StackConfig, nn.Module):
             raise TypeError(f"input must be a torch.Tensor or PackedSequence, got {type(input).__name__}")
         weight = self.weight_ih_l0
         if input.dtype != weight.dtype:
-            raise TypeError(f"input has dtype {input.dtype} but the parameters are {weight.dtype}: "
-                            f"convert one of them (e.g. input.to({weight.dtype}) or model.to({input.dtype}))")
+            raise TypeError(
+                f"input has dtype {input.dtype} but the parameters are {weight.dtype}: "
+                f"convert one of them (e.g. input.to({weight.dtype}) or model.to({input.dtype}))"
+            )
         batched, T, N = check_input_shape(tuple(input.shape), self.input_size, self.batch_first)
         L, dirs = self.num_layers, self.num_directions
         state0 = self._initial_states(hx, input, batched, N)

@@ -40,6 +40,7 @@ settings.load_profile("rnnlib-ci")
 # The flag grid of the parity and gradient tests
 # --------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RNNCase:
     """One point of the flag grid: a configuration and how the input is given.
@@ -63,11 +64,17 @@ class RNNCase:
 
     @property
     def id(self) -> str:
-        return "-".join([
-            f"L{self.num_layers}", self.nonlinearity, "bias" if self.bias else "nobias",
-            "bf" if self.batch_first else "tm", "bi" if self.bidirectional else "uni",
-            "batched" if self.batched else "unbatched", "h0" if self.with_h0 else "noh0",
-        ])
+        return "-".join(
+            [
+                f"L{self.num_layers}",
+                self.nonlinearity,
+                "bias" if self.bias else "nobias",
+                "bf" if self.batch_first else "tm",
+                "bi" if self.bidirectional else "uni",
+                "batched" if self.batched else "unbatched",
+                "h0" if self.with_h0 else "noh0",
+            ]
+        )
 
     @property
     def seed(self) -> int:
@@ -77,8 +84,17 @@ class RNNCase:
     def reference(self, D: int, H: int, seed: int, dropout: float = 0.0) -> nn.RNN:
         """A float64 ``nn.RNN`` built after ``torch.manual_seed(seed)``, in eval mode."""
         torch.manual_seed(seed)
-        return nn.RNN(D, H, self.num_layers, self.nonlinearity, self.bias, self.batch_first, dropout,
-                      self.bidirectional, dtype=torch.float64).eval()
+        return nn.RNN(
+            D,
+            H,
+            self.num_layers,
+            self.nonlinearity,
+            self.bias,
+            self.batch_first,
+            dropout,
+            self.bidirectional,
+            dtype=torch.float64,
+        ).eval()
 
     def inputs(self, T: int, N: int, D: int, H: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         """``x`` in the case's layout and ``h0`` (or ``None``), float64."""
@@ -101,8 +117,9 @@ class RNNCase:
 
 RNN_GRID = [
     RNNCase(*flags)
-    for flags in itertools.product((1, 2, 3), ("tanh", "relu"), (True, False), (False, True), (False, True),
-                                   (True, False), (True, False))
+    for flags in itertools.product(
+        (1, 2, 3), ("tanh", "relu"), (True, False), (False, True), (False, True), (True, False), (True, False)
+    )
 ]
 
 

@@ -132,8 +132,11 @@ def test_numpy_rnn_refuses_a_non_float_dtype() -> None:
 def test_dropout_on_a_single_layer_warns_like_nn_rnn(cls) -> None:
     with pytest.warns(UserWarning) as ref:
         nn.RNN(3, 5, dropout=0.5)
-    with pytest.warns(UserWarning, match=r"non-zero dropout expects num_layers greater than 1, "
-                                         r"but got dropout=0.5 and num_layers=1") as ours:
+    with pytest.warns(
+        UserWarning,
+        match=r"non-zero dropout expects num_layers greater than 1, "
+        r"but got dropout=0.5 and num_layers=1",
+    ) as ours:
         cls(3, 5, dropout=0.5)
     assert str(ours[0].message) == str(ref[0].message)
     assert ours[0].filename == __file__  # points at the caller's line, not inside rnnlib
@@ -156,8 +159,11 @@ def test_no_warning_when_dropout_can_act_or_is_off(cls, num_layers, p) -> None:
 @pytest.mark.parametrize("shape", [(3,), (4, 2, 3, 1)], ids=["1-D", "4-D"])
 def test_input_of_wrong_rank_is_refused(kind, shape) -> None:
     rank = len(shape)
-    with pytest.raises(ValueError, match=rf"input must be 3-D \(T, N, D\) or unbatched 2-D \(T, D\) with D=3, "
-                                         rf"got a {rank}-D array of shape {re_shape(shape)}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"input must be 3-D \(T, N, D\) or unbatched 2-D \(T, D\) with D=3, "
+        rf"got a {rank}-D array of shape {re_shape(shape)}",
+    ):
         make(kind, 3, 5)(data(kind, shape))
 
 
@@ -170,15 +176,20 @@ def test_input_of_wrong_rank_names_the_batch_first_layout(kind) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("shape", [(4, 2, 4), (4, 4)], ids=["batched", "unbatched"])
 def test_input_of_wrong_feature_size_is_refused(kind, shape) -> None:
-    with pytest.raises(ValueError, match=rf"input's last dimension must be input_size=3, got 4 "
-                                         rf"\(input shape {re_shape(shape)}\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"input's last dimension must be input_size=3, got 4 "
+        rf"\(input shape {re_shape(shape)}\)",
+    ):
         make(kind, 3, 5)(data(kind, shape))
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("shape,batch_first",
-                         [((0, 2, 3), False), ((2, 0, 3), True), ((0, 0, 3), False), ((0, 3), False)],
-                         ids=["T0", "T0-batch-first", "T0-N0", "T0-unbatched"])
+@pytest.mark.parametrize(
+    "shape,batch_first",
+    [((0, 2, 3), False), ((2, 0, 3), True), ((0, 0, 3), False), ((0, 3), False)],
+    ids=["T0", "T0-batch-first", "T0-N0", "T0-unbatched"],
+)
 def test_input_without_time_steps_is_refused(kind, shape, batch_first) -> None:
     """``nn.RNN`` refuses it too (``RuntimeError: Expected sequence length to be larger than 0 in RNN``).
 
@@ -208,29 +219,39 @@ def test_input_without_time_steps_is_refused(kind, shape, batch_first) -> None:
 )
 def test_h0_of_wrong_shape_is_refused(kind, bidirectional, h0_shape, expected) -> None:
     model = make(kind, 3, 5, 2, bidirectional=bidirectional)
-    with pytest.raises(ValueError, match=rf"h0 must have shape \(num_layers\*num_directions, N, H\) = "
-                                         rf"{re_shape(expected)}, got {re_shape(h0_shape)}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"h0 must have shape \(num_layers\*num_directions, N, H\) = "
+        rf"{re_shape(expected)}, got {re_shape(h0_shape)}",
+    ):
         model(data(kind, (4, 2, 3)), data(kind, h0_shape))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_h0_of_wrong_shape_is_refused_for_unbatched_input(kind) -> None:
-    with pytest.raises(ValueError,
-                       match=r"h0 must have shape \(num_layers\*num_directions, H\) = \(2, 5\), got \(3, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"h0 must have shape \(num_layers\*num_directions, H\) = \(2, 5\), got \(3, 5\)"
+    ):
         make(kind, 3, 5, 2)(data(kind, (4, 3)), data(kind, (3, 5)))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_3d_h0_with_unbatched_input_is_refused(kind) -> None:
-    with pytest.raises(ValueError, match=r"for unbatched 2-D input, h0 must be 2-D .* = \(2, 5\), "
-                                         r"got a 3-D array of shape \(2, 1, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"for unbatched 2-D input, h0 must be 2-D .* = \(2, 5\), "
+        r"got a 3-D array of shape \(2, 1, 5\)",
+    ):
         make(kind, 3, 5, 2)(data(kind, (4, 3)), data(kind, (2, 1, 5)))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_2d_h0_with_batched_input_is_refused(kind) -> None:
-    with pytest.raises(ValueError, match=r"for batched 3-D input, h0 must be 3-D .* = \(2, 2, 5\), "
-                                         r"got a 2-D array of shape \(2, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"for batched 3-D input, h0 must be 3-D .* = \(2, 2, 5\), "
+        r"got a 2-D array of shape \(2, 5\)",
+    ):
         make(kind, 3, 5, 2)(data(kind, (4, 2, 3)), data(kind, (2, 5)))
 
 
@@ -344,8 +365,11 @@ def test_backward_before_forward_is_refused() -> None:
 def test_d_output_of_wrong_shape_is_refused(batch_first, x_shape, d_shape, expected) -> None:
     model = NumpyRNN(3, 5, 2, bidirectional=True, batch_first=batch_first, seed=0)
     model.forward(np.zeros(x_shape))
-    with pytest.raises(ValueError, match=rf"d_output must have the shape of output, {re_shape(expected)}, "
-                                         rf"got {re_shape(d_shape)}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"d_output must have the shape of output, {re_shape(expected)}, "
+        rf"got {re_shape(d_shape)}",
+    ):
         model.backward(np.zeros(d_shape))
 
 
@@ -357,8 +381,11 @@ def test_d_output_of_wrong_shape_is_refused(batch_first, x_shape, d_shape, expec
 def test_d_h_n_of_wrong_shape_is_refused(x_shape, d_hn_shape, expected) -> None:
     model = NumpyRNN(3, 5, 2, bidirectional=True, seed=0)
     out, _ = model.forward(np.zeros(x_shape))
-    with pytest.raises(ValueError, match=rf"d_h_n must have the shape of h_n, {re_shape(expected)}, "
-                                         rf"got {re_shape(d_hn_shape)}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"d_h_n must have the shape of h_n, {re_shape(expected)}, "
+        rf"got {re_shape(d_hn_shape)}",
+    ):
         model.backward(np.zeros_like(out), np.zeros(d_hn_shape))
 
 

@@ -20,13 +20,11 @@ from hypothesis import strategies as st
 from torch import nn
 
 from rnnlib import NumpyRNN, TorchRNN, layer_forward, num_parameters
-from rnnlib.gradcheck import max_abs_difference as max_abs
 from rnnlib.explain.examples import ARTICLE_SEED, article_input
+from rnnlib.gradcheck import max_abs_difference as max_abs
 
 TOL = 1e-12
 PROPERTY = settings(max_examples=15, deadline=None, derandomize=True, database=None)
-
-
 
 
 def article_birnn(num_layers: int = 2, batch_first: bool = False) -> nn.RNN:
@@ -44,10 +42,12 @@ def weights(rnn: nn.RNN) -> dict[str, np.ndarray]:
 
 def bidirectional_layer(x, P, layer, h0_fwd, h0_bwd):
     """The chapter's from-scratch layer: forward loop, reverse loop storing at t, concatenation."""
-    W, U, b = (P[f"weight_ih_l{layer}"], P[f"weight_hh_l{layer}"],
-               P[f"bias_ih_l{layer}"] + P[f"bias_hh_l{layer}"])
-    Wr, Ur, br = (P[f"weight_ih_l{layer}_reverse"], P[f"weight_hh_l{layer}_reverse"],
-                  P[f"bias_ih_l{layer}_reverse"] + P[f"bias_hh_l{layer}_reverse"])
+    W, U, b = (P[f"weight_ih_l{layer}"], P[f"weight_hh_l{layer}"], P[f"bias_ih_l{layer}"] + P[f"bias_hh_l{layer}"])
+    Wr, Ur, br = (
+        P[f"weight_ih_l{layer}_reverse"],
+        P[f"weight_hh_l{layer}_reverse"],
+        P[f"bias_ih_l{layer}_reverse"] + P[f"bias_hh_l{layer}_reverse"],
+    )
     fwd, bwd = [None] * len(x), [None] * len(x)
     h = h0_fwd
     for t in range(len(x)):
@@ -83,8 +83,14 @@ def test_backward_half_equals_forward_rnn_on_reversed_sequence_flipped_back(T, N
     x = rng.standard_normal((T, N, 3))
     out, h_n = rnn(torch.from_numpy(x))
     P = weights(rnn)
-    rev, rev_last, _ = layer_forward(x[::-1].copy(), np.zeros((N, 4)), P["weight_ih_l0_reverse"],
-                                     P["weight_hh_l0_reverse"], P["bias_ih_l0_reverse"], P["bias_hh_l0_reverse"])
+    rev, rev_last, _ = layer_forward(
+        x[::-1].copy(),
+        np.zeros((N, 4)),
+        P["weight_ih_l0_reverse"],
+        P["weight_hh_l0_reverse"],
+        P["bias_ih_l0_reverse"],
+        P["bias_hh_l0_reverse"],
+    )
     assert max_abs(out[..., 4:], rev[::-1]) < TOL
     assert max_abs(h_n[1], rev_last) < TOL
 
@@ -93,11 +99,17 @@ def test_unflipped_reverse_run_is_misaligned_but_has_the_same_final_state() -> N
     rnn, x = article_birnn(1), article_x()
     out, h_n = rnn(x)
     P, H, N = weights(rnn), 5, x.shape[1]
-    rev, rev_last, _ = layer_forward(x.numpy()[::-1].copy(), np.zeros((N, H)), P["weight_ih_l0_reverse"],
-                                     P["weight_hh_l0_reverse"], P["bias_ih_l0_reverse"], P["bias_hh_l0_reverse"])
-    assert max_abs(rev, out[..., H:]) > 0.1          # the bug: concatenated without flipping back
+    rev, rev_last, _ = layer_forward(
+        x.numpy()[::-1].copy(),
+        np.zeros((N, H)),
+        P["weight_ih_l0_reverse"],
+        P["weight_hh_l0_reverse"],
+        P["bias_ih_l0_reverse"],
+        P["bias_hh_l0_reverse"],
+    )
+    assert max_abs(rev, out[..., H:]) > 0.1  # the bug: concatenated without flipping back
     assert max_abs(rev, out[..., H:].flip(0)) < TOL  # it is the true backward half in reverse time order
-    assert max_abs(rev_last, h_n[1]) < TOL           # and the final state hides it
+    assert max_abs(rev_last, h_n[1]) < TOL  # and the final state hides it
 
 
 def test_unflipped_layer_in_a_stack_changes_the_top_layer_h_n() -> None:
@@ -124,8 +136,15 @@ def test_forward_half_is_forward_direction_and_backward_half_is_reverse_directio
     P, H = weights(rnn), 5
     zeros = np.zeros((2, H))
     fwd, _, _ = layer_forward(x.numpy(), zeros, P["weight_ih_l0"], P["weight_hh_l0"], P["bias_ih_l0"], P["bias_hh_l0"])
-    bwd, _, _ = layer_forward(x.numpy(), zeros, P["weight_ih_l0_reverse"], P["weight_hh_l0_reverse"],
-                              P["bias_ih_l0_reverse"], P["bias_hh_l0_reverse"], reverse=True)
+    bwd, _, _ = layer_forward(
+        x.numpy(),
+        zeros,
+        P["weight_ih_l0_reverse"],
+        P["weight_hh_l0_reverse"],
+        P["bias_ih_l0_reverse"],
+        P["bias_hh_l0_reverse"],
+        reverse=True,
+    )
     assert max_abs(out[..., :H], fwd) < TOL and max_abs(out[..., H:], bwd) < TOL
 
 
@@ -236,8 +255,14 @@ def test_bidirectional_output_depends_on_future_only_through_backward_half_in_on
 
 
 @PROPERTY
-@given(T=st.integers(1, 6), N=st.integers(1, 4), L=st.integers(1, 3), batch_first=st.booleans(),
-       with_h0=st.booleans(), seed=st.integers(0, 2**31 - 1))
+@given(
+    T=st.integers(1, 6),
+    N=st.integers(1, 4),
+    L=st.integers(1, 3),
+    batch_first=st.booleans(),
+    with_h0=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_numpy_and_torch_bidirectional_match_nn_rnn_forward_and_backward(T, N, L, batch_first, with_h0, seed) -> None:
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -352,8 +377,9 @@ def test_bidirectional_figure_graph(L, T):
             assert src[2] == dst[2] and src[0] == ("x" if dst[1] == 1 else "cat")
     # Contract each concatenation: the cell graph of rnnlib.explain.dataflow (d = 0 forward, 1 backward).
     code = {"fwd": 0, "bwd": 1}
-    cell_edges = {((s[1], s[2], code[s[0]]), (d[1], d[2], code[d[0]]), w)
-                  for s, d, w in edges if s[0] in code and d[0] in code}
+    cell_edges = {
+        ((s[1], s[2], code[s[0]]), (d[1], d[2], code[d[0]]), w) for s, d, w in edges if s[0] in code and d[0] in code
+    }
     cats = [(s, d) for s, d, w in edges if d[0] == "cat"]
     for s, d, w in edges:
         if s[0] == "cat":

@@ -23,9 +23,6 @@ from hypothesis import strategies as st
 from torch import nn
 
 from rnnlib import NumpyRNN, check_rnn_gradients, rnn_cell_backward, rnn_cell_forward
-from rnnlib.explain.examples import ARTICLE_SEED, article_input
-from rnnlib.gradcheck import numerical_gradient, rel_error
-from rnnlib.explain.gradient_flow import stack_backward, stack_forward
 from rnnlib.coursework.mistakes import (
     MISTAKES,
     backward_passing_dh_down,
@@ -33,6 +30,9 @@ from rnnlib.coursework.mistakes import (
     backward_without_dh_next,
     with_backward,
 )
+from rnnlib.explain.examples import ARTICLE_SEED, article_input
+from rnnlib.explain.gradient_flow import stack_backward, stack_forward
+from rnnlib.gradcheck import numerical_gradient, rel_error
 
 PROPERTY = settings(max_examples=10, deadline=None, derandomize=True, database=None)
 
@@ -63,13 +63,24 @@ def test_cell_backward_is_the_five_formulas(nonlinearity) -> None:
     rng = np.random.default_rng(1)
     N, D, H = 3, 4, 5
     x, h_prev = rng.standard_normal((N, D)), rng.standard_normal((N, H))
-    W_ih, W_hh, b_ih, b_hh = rng.standard_normal((H, D)), rng.standard_normal((H, H)), rng.standard_normal(H), rng.standard_normal(H)
+    W_ih, W_hh, b_ih, b_hh = (
+        rng.standard_normal((H, D)),
+        rng.standard_normal((H, H)),
+        rng.standard_normal(H),
+        rng.standard_normal(H),
+    )
     h, cache = rnn_cell_forward(x, h_prev, W_ih, W_hh, b_ih, b_hh, nonlinearity)
     dh = rng.standard_normal((N, H))
     deriv = 1 - h**2 if nonlinearity == "tanh" else (h > 0).astype(float)
     delta = dh * deriv
-    expected = {"dW_ih": delta.T @ x, "dW_hh": delta.T @ h_prev, "db_ih": delta.sum(0), "db_hh": delta.sum(0),
-                "dx": delta @ W_ih, "dh_prev": delta @ W_hh}
+    expected = {
+        "dW_ih": delta.T @ x,
+        "dW_hh": delta.T @ h_prev,
+        "db_ih": delta.sum(0),
+        "db_hh": delta.sum(0),
+        "dx": delta @ W_ih,
+        "dh_prev": delta @ W_hh,
+    }
     got = rnn_cell_backward(dh, cache)
     for k, v in expected.items():
         assert got[k].shape == v.shape
@@ -96,8 +107,16 @@ def test_step_by_step_backward_equals_numpy_rnn_backward_equals_autograd_on_arti
 
 
 @PROPERTY
-@given(T=st.integers(1, 6), N=st.integers(1, 4), D=st.integers(1, 5), H=st.integers(1, 5), L=st.integers(1, 3),
-       nonlinearity=st.sampled_from(["tanh", "relu"]), bias=st.booleans(), seed=st.integers(0, 2**31 - 1))
+@given(
+    T=st.integers(1, 6),
+    N=st.integers(1, 4),
+    D=st.integers(1, 5),
+    H=st.integers(1, 5),
+    L=st.integers(1, 3),
+    nonlinearity=st.sampled_from(["tanh", "relu"]),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_step_by_step_backward_equals_numpy_rnn_backward_and_autograd(T, N, D, H, L, nonlinearity, bias, seed) -> None:
     torch.manual_seed(seed % 10_000)
     reference = nn.RNN(D, H, L, nonlinearity, bias).double()
@@ -159,7 +178,8 @@ def test_forgetting_dh_next_makes_d_h0_zero() -> None:
 
 
 def _encoder_gradient_check(backward, L: int = 2) -> dict[str, float]:
-    """Relative errors of ``backward`` on an encoder loss that reads only h_n (a read-out of every layer's final state)."""
+    """Relative errors of ``backward`` on an encoder loss that reads only h_n (a read-out of every layer's final
+    state)."""
     torch.manual_seed(ARTICLE_SEED)
     model = NumpyRNN.from_torch(nn.RNN(3, 5, L).double())
     x = article_input(dtype=np.float64)
@@ -249,7 +269,7 @@ def test_gradient_paths_are_the_forward_edges_reversed(L, T):
     _, forward = unrolled_graph(L, T)
     inner = [(src, dst, kind) for src, dst, kind in edges if kind != "loss"]
     assert sorted((dst, src) for src, dst, _ in inner) == sorted((src, dst) for src, dst, _ in forward)
-    for (src, dst, kind), (_, _, weight) in zip(inner, forward):
+    for (src, dst, kind), (_, _, weight) in zip(inner, forward, strict=True):
         assert (kind == "time") == weight.startswith("weight_hh")  # W_hh back in time, W_ih down the stack
         assert (src[0] == dst[0] + 1 and src[1] == dst[1]) if kind == "depth" else (src[1] == dst[1] + 1)
     loss = {dst for _, dst, kind in edges if kind == "loss"}

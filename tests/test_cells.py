@@ -104,8 +104,9 @@ def test_rnn_cell_backward_matches_finite_differences(act, bias) -> None:
     arrays = {"x": x, "h_prev": h_prev, **{k: v for k, v in p.items() if v is not None}}
 
     def step(_: np.ndarray) -> np.ndarray:  # reads every array in `arrays`, one of which is being perturbed
-        return rnn_cell_forward(arrays["x"], arrays["h_prev"], arrays["W_ih"], arrays["W_hh"],
-                                arrays.get("b_ih"), arrays.get("b_hh"), act)[0]
+        return rnn_cell_forward(
+            arrays["x"], arrays["h_prev"], arrays["W_ih"], arrays["W_hh"], arrays.get("b_ih"), arrays.get("b_hh"), act
+        )[0]
 
     grads = rnn_cell_backward(dh, rnn_cell_forward(x, h_prev, **p, nonlinearity=act)[1])
     for name, array in arrays.items():

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
-from rnnlib.training.data import (CharVocab, adding_problem, load_corpus, one_hot, random_windows, stream_batches,
-                         train_val_split)
+from rnnlib.training.data import (
+    CharVocab,
+    adding_problem,
+    load_corpus,
+    one_hot,
+    random_windows,
+    stream_batches,
+    train_val_split,
+)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +85,7 @@ def test_stream_batches_continue_where_the_previous_batch_stopped():
     data = np.arange(101)
     batches = list(stream_batches(data, seq_len=5, batch_size=4))
     assert len(batches) == 5  # 4 streams of 25 steps, 5 windows of 5
-    for (x0, y0), (x1, _) in zip(batches, batches[1:]):
+    for (x0, y0), (x1, _) in pairwise(batches):
         np.testing.assert_array_equal(x1[0], x0[-1] + 1)
         np.testing.assert_array_equal(y0, x0 + 1)
 

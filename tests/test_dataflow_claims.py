@@ -26,8 +26,8 @@ from rnnlib.explain.dataflow import (  # noqa: E402
     all_paths,
     ancestors,
     as_schedule,
-    critical_path_length,
     count_paths,
+    critical_path_length,
     forward_layer_major,
     forward_time_major,
     forward_wavefront,
@@ -199,9 +199,11 @@ def test_evaluation_orders_are_topological(size):
     L, T = size
     _, P = torch_stack(L, seed=3)
     x = np.random.default_rng(3).standard_normal((T, 1, 3))
-    for forward, order in ((forward_time_major, time_major_order(L, T)),
-                           (forward_layer_major, layer_major_order(L, T)),
-                           (forward_wavefront, [c for w in wavefronts(L, T) for c in w])):
+    for forward, order in (
+        (forward_time_major, time_major_order(L, T)),
+        (forward_layer_major, layer_major_order(L, T)),
+        (forward_wavefront, [c for w in wavefronts(L, T) for c in w]),
+    ):
         trace = forward(P, x).trace
         assert trace == order
         assert is_topological_order(trace, L, T)
@@ -271,8 +273,10 @@ def test_paths_from_x_s_to_output_t_number_binomial(size, data):
     assert count_paths(L, T, (0, t), (L + 1, s)) == (1 if s == t else 0)
 
 
-@pytest.mark.parametrize("L,T,t_in,t_out,nonlinearity", [(2, 4, 1, 4, "tanh"), (3, 6, 2, 5, "tanh"),
-                                                          (3, 5, 1, 5, "relu"), (1, 3, 3, 3, "tanh")])
+@pytest.mark.parametrize(
+    "L,T,t_in,t_out,nonlinearity",
+    [(2, 4, 1, 4, "tanh"), (3, 6, 2, 5, "tanh"), (3, 5, 1, 5, "relu"), (1, 3, 3, 3, "tanh")],
+)
 def test_jacobian_is_the_sum_over_paths_of_products_of_local_jacobians(L, T, t_in, t_out, nonlinearity):
     rnn, P = torch_stack(L, seed=4, nonlinearity=nonlinearity)
     x = np.random.default_rng(4).standard_normal((T, 3))

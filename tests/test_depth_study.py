@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +23,20 @@ import torch
 
 from rnnlib.training.data import CharVocab, load_corpus, random_windows
 from rnnlib.training.models import NumpyRNNLM, TorchRNNLM, TorchRNNRegressor
-from rnnlib.training.study import (SOLVED_MSE, Arm, adding_run, arm_of, arm_summary, best_learning_rates, learning_rate_table,
-                          lm_parameters, load_study, regressor_parameters, renumber_hidden_units, summary_table)
+from rnnlib.training.study import (
+    SOLVED_MSE,
+    Arm,
+    adding_run,
+    arm_of,
+    arm_summary,
+    best_learning_rates,
+    learning_rate_table,
+    lm_parameters,
+    load_study,
+    regressor_parameters,
+    renumber_hidden_units,
+    summary_table,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "experiments" / "results" / "depth_study.json"
@@ -81,8 +92,20 @@ def test_learning_rates_are_chosen_on_validation_never_on_test() -> None:
     arm = Arm("adding", "relu", 1, 32)
     runs = []
     for lr, val, test in ((1e-3, 0.10, 0.01), (3e-3, 0.05, 0.20)):
-        runs += [dict(task="adding", nonlinearity="relu", num_layers=1, hidden_size=32, lr=lr, seed=s, val=val,
-                      test=test, params=1185) for s in range(5)]
+        runs += [
+            dict(
+                task="adding",
+                nonlinearity="relu",
+                num_layers=1,
+                hidden_size=32,
+                lr=lr,
+                seed=s,
+                val=val,
+                test=test,
+                params=1185,
+            )
+            for s in range(5)
+        ]
     assert best_learning_rates(runs)[arm] == 3e-3
     summary = arm_summary(runs, arm, 3e-3)
     assert summary["median"] == 0.20 and summary["solved"] == []
@@ -96,10 +119,18 @@ def test_the_stored_study_is_complete(study: dict) -> None:
     for task in ("adding", "lm"):
         spec = protocol[task]
         assert len(spec["lrs"]) >= 3
-        keys = {(r["nonlinearity"], r["num_layers"], r["hidden_size"], r["lr"], r["seed"])
-                for r in study["runs"] if r["task"] == task}
-        expected = {(act, L, H, lr, s) for act in protocol["nonlinearities"] for L, H in spec["arms"]
-                    for lr in spec["lrs"] for s in protocol["seeds"]}
+        keys = {
+            (r["nonlinearity"], r["num_layers"], r["hidden_size"], r["lr"], r["seed"])
+            for r in study["runs"]
+            if r["task"] == task
+        }
+        expected = {
+            (act, L, H, lr, s)
+            for act in protocol["nonlinearities"]
+            for L, H in spec["arms"]
+            for lr in spec["lrs"]
+            for s in protocol["seeds"]
+        }
         assert keys == expected, task
     assert protocol["adding"]["steps"] == depth_study.ADDING["settings"]["steps"]
     assert protocol["lm"]["steps"] == depth_study.LM["settings"]["steps"]
@@ -107,9 +138,24 @@ def test_the_stored_study_is_complete(study: dict) -> None:
 
 def test_the_depth_study_script_runs_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "study.json"
-    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "depth_study.py"), "--quick", "--workers", "1",
-                           "--max-jobs", "3", "--task", "adding", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "experiments" / "depth_study.py"),
+            "--quick",
+            "--workers",
+            "1",
+            "--max-jobs",
+            "3",
+            "--task",
+            "adding",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     written = json.loads(out.read_text())
     assert len(written["runs"]) == 3 and written["protocol"]["quick"]
@@ -233,5 +279,7 @@ def test_what_a4_tells_learners_two_tanh_layers_solve_at_3e3_and_not_at_1e2(any_
     """A4 Task 3: for two tanh layers of 32, most seeds solve T = 20 at lr 3e-3, none at 1e-2."""
     runs = adding(any_study)
     arm = Arm("adding", "tanh", 2, 32)
-    solved = {lr: sum(r["test"] < SOLVED_MSE for r in runs if r["lr"] == lr and arm_of(r) == arm) for lr in (3e-3, 1e-2)}
+    solved = {
+        lr: sum(r["test"] < SOLVED_MSE for r in runs if r["lr"] == lr and arm_of(r) == arm) for lr in (3e-3, 1e-2)
+    }
     assert solved[3e-3] > len(any_study["protocol"]["seeds"]) / 2 and solved[1e-2] == 0

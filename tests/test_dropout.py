@@ -22,13 +22,11 @@ import torch
 from torch import nn
 
 from rnnlib import NumpyRNN, TorchRNN, check_rnn_gradients, layer_forward
-from rnnlib.gradcheck import max_abs_difference as max_abs
 from rnnlib.explain.examples import ARTICLE_SEED, article_input
+from rnnlib.gradcheck import max_abs_difference as max_abs
 from rnnlib.torch_rnn import torch_layer_forward
 
 TOL = 1e-12
-
-
 
 
 def stack_with_masks(x, P, num_layers, bidirectional, masks):
@@ -38,10 +36,16 @@ def stack_with_masks(x, P, num_layers, bidirectional, masks):
     layer_input, last = x, []
     for layer in range(num_layers):
         outs = []
-        for suffix, reverse in ((("", False), ("_reverse", True)) if bidirectional else (("", False),)):
-            o, h, _ = layer_forward(layer_input, zeros, P[f"weight_ih_l{layer}{suffix}"],
-                                    P[f"weight_hh_l{layer}{suffix}"], P[f"bias_ih_l{layer}{suffix}"],
-                                    P[f"bias_hh_l{layer}{suffix}"], reverse=reverse)
+        for suffix, reverse in (("", False), ("_reverse", True)) if bidirectional else (("", False),):
+            o, h, _ = layer_forward(
+                layer_input,
+                zeros,
+                P[f"weight_ih_l{layer}{suffix}"],
+                P[f"weight_hh_l{layer}{suffix}"],
+                P[f"bias_ih_l{layer}{suffix}"],
+                P[f"bias_hh_l{layer}{suffix}"],
+                reverse=reverse,
+            )
             outs.append(o)
             last.append(h)
         y = np.concatenate(outs, axis=-1)
@@ -322,9 +326,16 @@ def test_backward_with_masks_matches_autograd_of_masked_replay() -> None:
     for layer in range(3):
         outs = []
         for d, (suffix, reverse) in enumerate((("", False), ("_reverse", True))):
-            o, h = torch_layer_forward(inp, h0[2 * layer + d], params[f"weight_ih_l{layer}{suffix}"],
-                                       params[f"weight_hh_l{layer}{suffix}"], params[f"bias_ih_l{layer}{suffix}"],
-                                       params[f"bias_hh_l{layer}{suffix}"], "tanh", reverse)
+            o, h = torch_layer_forward(
+                inp,
+                h0[2 * layer + d],
+                params[f"weight_ih_l{layer}{suffix}"],
+                params[f"weight_hh_l{layer}{suffix}"],
+                params[f"bias_ih_l{layer}{suffix}"],
+                params[f"bias_hh_l{layer}{suffix}"],
+                "tanh",
+                reverse,
+            )
             outs.append(o)
             last.append(h)
         inp = torch.cat(outs, dim=-1)
@@ -341,8 +352,8 @@ def test_one_mask_per_sequence_path_through_m_units_survives_with_probability_ke
     """Variational dropout: a path of 10 steps that visits m distinct units survives with (1-p)^m, not 1-p."""
     rng = np.random.default_rng(0)
     p, n, H = 0.5, 100_000, 5
-    keep = rng.random((n, H)) >= p                      # one mask per sequence, reused at every step
-    path = list(range(m)) + [m - 1] * (10 - m)          # the unit the path is on at each step
+    keep = rng.random((n, H)) >= p  # one mask per sequence, reused at every step
+    path = list(range(m)) + [m - 1] * (10 - m)  # the unit the path is on at each step
     survives = keep[:, path].all(axis=1).mean()
     assert abs(survives - (1 - p) ** m) < 0.01
     fresh = (rng.random((n, 10)) >= p).all(axis=1).mean()  # a fresh mask per step: (1-p)^10

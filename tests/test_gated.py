@@ -71,8 +71,13 @@ class Case:
         return self.proj_size or self.H
 
     def kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = dict(num_layers=self.num_layers, bias=self.bias, batch_first=self.batch_first,
-                                  dropout=self.dropout, bidirectional=self.bidirectional)
+        kw: dict[str, Any] = dict(
+            num_layers=self.num_layers,
+            bias=self.bias,
+            batch_first=self.batch_first,
+            dropout=self.dropout,
+            bidirectional=self.bidirectional,
+        )
         if self.proj_size:
             kw["proj_size"] = self.proj_size
         return kw
@@ -105,11 +110,21 @@ def cases(draw: st.DrawFn, cell: str) -> Case:
     H = draw(st.integers(1, 5))
     proj_size = draw(st.integers(0, H - 1)) if cell == "lstm" else 0
     return Case(
-        cell=cell, num_layers=num_layers, bias=draw(st.booleans()), batch_first=draw(st.booleans()),
-        bidirectional=draw(st.booleans()), dropout=draw(st.sampled_from([0.0, 0.5])) if num_layers > 1 else 0.0,
-        proj_size=proj_size, batched=batched, with_h0=draw(st.booleans()),
+        cell=cell,
+        num_layers=num_layers,
+        bias=draw(st.booleans()),
+        batch_first=draw(st.booleans()),
+        bidirectional=draw(st.booleans()),
+        dropout=draw(st.sampled_from([0.0, 0.5])) if num_layers > 1 else 0.0,
+        proj_size=proj_size,
+        batched=batched,
+        with_h0=draw(st.booleans()),
         with_lengths=batched and N > 0 and draw(st.booleans()),
-        T=draw(st.integers(1, 5)), N=N, D=draw(st.integers(1, 4)), H=H, seed=draw(st.integers(0, 2**31 - 1)),
+        T=draw(st.integers(1, 5)),
+        N=N,
+        D=draw(st.integers(1, 4)),
+        H=H,
+        seed=draw(st.integers(0, 2**31 - 1)),
     )
 
 
@@ -134,8 +149,9 @@ def run_module(module: nn.Module, x: torch.Tensor, h0: Any, lengths: Any, batch_
     return (out, *states_of(hn))
 
 
-def layerwise(ref: nn.Module, case: Case, x: torch.Tensor, h0: Any, lengths: Any,
-              masks: dict[int, np.ndarray]) -> tuple[tuple[Any, ...], dict[str, torch.Tensor]]:
+def layerwise(
+    ref: nn.Module, case: Case, x: torch.Tensor, h0: Any, lengths: Any, masks: dict[int, np.ndarray]
+) -> tuple[tuple[Any, ...], dict[str, torch.Tensor]]:
     """``ref`` run one layer at a time (single-layer ``nn`` modules with its weights), NumPy's dropout masks between.
 
     Returns ``(output, *states)`` and the single-layer modules' parameters keyed by ``ref``'s names.
@@ -160,7 +176,7 @@ def layerwise(ref: nn.Module, case: Case, x: torch.Tensor, h0: Any, lengths: Any
             params[name.replace("_l0", f"_l{layer}")] = p
         layer_h0 = None
         if parts is not None:
-            layer_h0 = tuple(p[layer * dirs:(layer + 1) * dirs] for p in parts)
+            layer_h0 = tuple(p[layer * dirs : (layer + 1) * dirs] for p in parts)
             layer_h0 = layer_h0 if case.cell == "lstm" else layer_h0[0]
         out, *states = run_module(single, layer_input, layer_h0, lengths, batch_first=False)
         finals.append(states)
@@ -195,14 +211,14 @@ def numpy_parity_errors(case: Case) -> tuple[float, float]:
     else:
         theirs = run_module(ref, x_t, h0_t, lengths, case.batch_first)
         params = dict(ref.named_parameters())
-    loss = sum((t * torch.from_numpy(u)).sum() for t, u in zip(theirs, upstream))
+    loss = sum((t * torch.from_numpy(u)).sum() for t, u in zip(theirs, upstream, strict=True))
     loss.backward()  # type: ignore[union-attr]
 
-    forward = max(max_abs(a, t) for a, t in zip(ours, theirs))
+    forward = max(max_abs(a, t) for a, t in zip(ours, theirs, strict=True))
     grads = [max_abs(model.grads[name], p.grad) for name, p in params.items()]
     grads.append(max_abs(d_x, x_t.grad))
     if h0_parts is not None:
-        grads += [max_abs(d, p.grad) for d, p in zip(states_of(d_h0), h0_parts)]
+        grads += [max_abs(d, p.grad) for d, p in zip(states_of(d_h0), h0_parts, strict=True)]
     assert set(model.grads) == set(params)
     return forward, max(grads)
 
@@ -227,8 +243,11 @@ def torch_parity_errors(case: Case, packed: bool) -> tuple[float, float]:
         torch.manual_seed(case.seed)  # the same dropout masks: TorchStack draws them as nn does
         if lengths is not None and not packed:
             assert module is ref or isinstance(module, (TorchLSTM, TorchGRU))
-            outs = run_module(module, x_t, h0_t, lengths, case.batch_first) if module is ref else \
-                (lambda o: (o[0], *states_of(o[1])))(module(x_t, h0_t, lengths=lengths))
+            outs = (
+                run_module(module, x_t, h0_t, lengths, case.batch_first)
+                if module is ref
+                else (lambda o: (o[0], *states_of(o[1])))(module(x_t, h0_t, lengths=lengths))
+            )
         else:
             outs = run_module(module, x_t, h0_t, lengths, case.batch_first)
         rng = np.random.default_rng(case.seed + 1)
@@ -238,8 +257,8 @@ def torch_parity_errors(case: Case, packed: bool) -> tuple[float, float]:
         grads += [] if h0_parts is None else [p.grad for p in h0_parts]
         results.append(([o.detach() for o in outs], grads))
     (outs_ref, grads_ref), (outs_ours, grads_ours) = results
-    forward = max(max_abs(a, b) for a, b in zip(outs_ours, outs_ref))
-    backward = max(max_abs(a, b) for a, b in zip(grads_ours, grads_ref))
+    forward = max(max_abs(a, b) for a, b in zip(outs_ours, outs_ref, strict=True))
+    backward = max(max_abs(a, b) for a, b in zip(grads_ours, grads_ref, strict=True))
     return forward, backward
 
 
@@ -287,8 +306,23 @@ def test_every_flag_on_at_once_matches_nn(cell: str, bidirectional: bool) -> Non
 
     (The torch module runs it in evaluation mode: see :func:`torch_parity_errors`.)
     """
-    case = Case(cell, 3, True, True, bidirectional, 0.5, 2 if cell == "lstm" else 0, True, True, True,
-                T=6, N=4, D=3, H=5, seed=11)
+    case = Case(
+        cell,
+        3,
+        True,
+        True,
+        bidirectional,
+        0.5,
+        2 if cell == "lstm" else 0,
+        True,
+        True,
+        True,
+        T=6,
+        N=4,
+        D=3,
+        H=5,
+        seed=11,
+    )
     for errors in (numpy_parity_errors(case), torch_parity_errors(case, packed=True)):
         assert errors[0] <= FORWARD_TOL and errors[1] <= BACKWARD_TOL
 
@@ -349,7 +383,7 @@ def test_gated_backward_matches_finite_differences(cell: str) -> None:
     targets = {**model.params, "input": x, **{f"state{k}": a for k, a in enumerate(h0)}}
 
     def loss() -> float:
-        return float(sum(np.sum(a * u) for a, u in zip(run(), upstream)))
+        return float(sum(np.sum(a * u) for a, u in zip(run(), upstream, strict=True)))
 
     errors = {name: rel_error(analytic[name], numerical_gradient(loss, arr)) for name, arr in targets.items()}
     assert max(errors.values()) < FD_TOL, errors
@@ -360,8 +394,13 @@ def test_gated_backward_matches_finite_differences(cell: str) -> None:
 # --------------------------------------------------------------------------------------
 
 
-GRID = [(cell, *flags) for cell, flags in itertools.product(["lstm", "gru"], itertools.product(
-    [1, 2], [True, False], [False, True], [0, 2])) if cell == "lstm" or flags[3] == 0]  # proj_size: LSTM only
+GRID = [
+    (cell, *flags)
+    for cell, flags in itertools.product(
+        ["lstm", "gru"], itertools.product([1, 2], [True, False], [False, True], [0, 2])
+    )
+    if cell == "lstm" or flags[3] == 0
+]  # proj_size: LSTM only
 
 
 @pytest.mark.parametrize("cell,num_layers,bias,bidirectional,proj_size", GRID)
@@ -376,10 +415,10 @@ def test_torch_module_after_same_seed_has_nn_state_dict_exactly(cell, num_layers
     theirs, mine = ref.state_dict(), ours.state_dict()
     assert list(mine) == list(theirs)
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
-    assert [list(n) for n in ref._all_weights] == all_weight_names(num_layers, bias, bidirectional,
-                                                                    proj=proj_size > 0)
-    assert [[tuple(w.shape) for w in ws] for ws in ours.all_weights] == \
-        [[tuple(w.shape) for w in ws] for ws in ref.all_weights]
+    assert [list(n) for n in ref._all_weights] == all_weight_names(num_layers, bias, bidirectional, proj=proj_size > 0)
+    assert [[tuple(w.shape) for w in ws] for ws in ours.all_weights] == [
+        [tuple(w.shape) for w in ws] for ws in ref.all_weights
+    ]
     numpy_model = NUMPY[cell].from_torch(ref)
     assert list(numpy_model.params) == list(theirs)
     assert all(np.array_equal(numpy_model.params[k], theirs[k].double().numpy()) for k in theirs)
@@ -479,14 +518,23 @@ FORWARD_ERRORS = [
     (lambda: LSTM(X, lengths=[5.0, 2.0]), TypeError, "lengths must be integers"),
     (lambda: LSTM(X[:, 0], lengths=[5]), ValueError, "lengths are for batched input"),
     (lambda: LSTM(np.zeros((0, 2, 3))), ValueError, "at least one time step"),
-    (lambda: T_LSTM(torch.zeros(5, 2, 3, dtype=torch.float64), torch.zeros(2, 2, 2, dtype=torch.float64)),
-     TypeError, r"hx of a TorchLSTM must be a tuple \(h0, c0\)"),
-    (lambda: T_LSTM(torch.zeros(5, 2, 3, dtype=torch.float64), (torch.zeros(2, 2, 4, dtype=torch.float64),) * 2),
-     ValueError, r"h0 must have shape \(num_layers\*num_directions, N, P\) = \(2, 2, 2\), got \(2, 2, 4\)"),
+    (
+        lambda: T_LSTM(torch.zeros(5, 2, 3, dtype=torch.float64), torch.zeros(2, 2, 2, dtype=torch.float64)),
+        TypeError,
+        r"hx of a TorchLSTM must be a tuple \(h0, c0\)",
+    ),
+    (
+        lambda: T_LSTM(torch.zeros(5, 2, 3, dtype=torch.float64), (torch.zeros(2, 2, 4, dtype=torch.float64),) * 2),
+        ValueError,
+        r"h0 must have shape \(num_layers\*num_directions, N, P\) = \(2, 2, 2\), got \(2, 2, 4\)",
+    ),
     (lambda: T_LSTM(torch.zeros(5, 2, 3)), TypeError, "input has dtype torch.float32 but the parameters are"),
     (lambda: T_LSTM(np.zeros((5, 2, 3))), TypeError, "input must be a torch.Tensor or PackedSequence"),
-    (lambda: TorchGRU(3, 4)(torch.zeros(5, 2, 3), torch.zeros(1, 3, 4)), ValueError,
-     re.escape("h0 must have shape (num_layers*num_directions, N, H) = (1, 2, 4), got (1, 3, 4)")),
+    (
+        lambda: TorchGRU(3, 4)(torch.zeros(5, 2, 3), torch.zeros(1, 3, 4)),
+        ValueError,
+        re.escape("h0 must have shape (num_layers*num_directions, N, H) = (1, 2, 4), got (1, 3, 4)"),
+    ),
     (lambda: NumpyGRU(3, 4, seed=0)(X, (np.zeros((1, 2, 4)),)), ValueError, "h0 must be 3-D"),
 ]
 

@@ -26,13 +26,26 @@ import torch
 from torch import nn
 
 from rnnlib import NumpyGRU, NumpyLSTM
-from rnnlib.training.data import adding_problem
 from rnnlib.explain.examples import ARTICLE_SEED, article_input
-from rnnlib.training.gated_study import (CELLS, CellRegressor, arm_summary, best_learning_rates, cell_regressor_parameters,
-                                chunked_lstm_forward, forget_gate_path, gated_adding_run, input_gradient_curves,
-                                runs_of, set_forget_bias, solved_at_any_lr, stack_from_scratch, summaries)
-from rnnlib.training.study import SOLVED_MSE
 from rnnlib.explain.timing import GATES
+from rnnlib.training.data import adding_problem
+from rnnlib.training.gated_study import (
+    CELLS,
+    CellRegressor,
+    arm_summary,
+    best_learning_rates,
+    cell_regressor_parameters,
+    chunked_lstm_forward,
+    forget_gate_path,
+    gated_adding_run,
+    input_gradient_curves,
+    runs_of,
+    set_forget_bias,
+    solved_at_any_lr,
+    stack_from_scratch,
+    summaries,
+)
+from rnnlib.training.study import SOLVED_MSE
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "experiments" / "results" / "gated_study.json"
@@ -125,8 +138,9 @@ def x_grad() -> torch.Tensor:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("forget_bias", [None, 1.0])
-def test_forget_gate_product_is_the_cell_path_gradient(x_grad: torch.Tensor, seed: int, forget_bias: float | None
-                                                       ) -> None:
+def test_forget_gate_product_is_the_cell_path_gradient(
+    x_grad: torch.Tensor, seed: int, forget_bias: float | None
+) -> None:
     torch.manual_seed(seed)
     lstm = nn.LSTM(2, 16, dtype=torch.float64)
     if forget_bias is not None:
@@ -144,14 +158,15 @@ def test_pytorch_does_not_initialise_the_forget_bias_to_one() -> None:
         torch.manual_seed(seed)
         lstm = nn.LSTM(2, 16)
         H = lstm.hidden_size
-        b_f = (lstm.bias_ih_l0 + lstm.bias_hh_l0)[H:2 * H].detach()
+        b_f = (lstm.bias_ih_l0 + lstm.bias_hh_l0)[H : 2 * H].detach()
         assert b_f.abs().max() <= 2 / H**0.5  # U(-1/sqrt H, 1/sqrt H), twice
     set_forget_bias(lstm, 1.0)
-    assert torch.equal((lstm.bias_ih_l0 + lstm.bias_hh_l0)[H:2 * H], torch.ones(H))
+    assert torch.equal((lstm.bias_ih_l0 + lstm.bias_hh_l0)[H : 2 * H], torch.ones(H))
 
 
 def test_at_initialisation_every_cell_forgets_geometrically_and_the_forget_bias_lifts_the_lstm(
-        x_grad: torch.Tensor) -> None:
+    x_grad: torch.Tensor,
+) -> None:
     curves = input_gradient_curves(CELLS, HIDDEN, x_grad, range(8))
     fb1 = input_gradient_curves(["lstm"], HIDDEN, x_grad, range(8), forget_bias=1.0)["lstm"]
     med99 = {c: float(np.median(rows[:, 0] / rows[:, -1])) for c, rows in curves.items()}
@@ -209,8 +224,9 @@ def test_swapped_h_and_c_are_caught_by_parity_and_by_shape_with_proj_size() -> N
     assert np.abs(ours - right.numpy()).max() < 1e-12 and np.abs(ours - swapped.numpy()).max() > 1e-2
     proj = nn.LSTM(3, 5, 2, bidirectional=True, proj_size=3).double()
     with pytest.raises(RuntimeError, match="Expected hidden"):
-        proj(torch.from_numpy(x), (torch.zeros(4, 2, 5, dtype=torch.float64),
-                                   torch.zeros(4, 2, 3, dtype=torch.float64)))
+        proj(
+            torch.from_numpy(x), (torch.zeros(4, 2, 5, dtype=torch.float64), torch.zeros(4, 2, 3, dtype=torch.float64))
+        )
 
 
 def test_truncated_bptt_must_carry_the_cell(x_grad: torch.Tensor) -> None:
@@ -237,15 +253,24 @@ def test_the_stored_study_is_complete(study: dict) -> None:
     assert not protocol["quick"] and protocol["steps"] == gated_study.SETTINGS["steps"]
     assert len(protocol["seeds"]) >= 3 and len(protocol["lrs"]) >= 3
     keys = {(r["cell"], r["hidden_size"], r["seq_len"], r["lr"], r["seed"]) for r in study["runs"]}
-    expected = {(c, H, T, lr, s) for c, H in protocol["hidden_sizes"].items() for T in protocol["seq_lens"]
-                for lr in protocol["lrs"] for s in protocol["seeds"]}
+    expected = {
+        (c, H, T, lr, s)
+        for c, H in protocol["hidden_sizes"].items()
+        for T in protocol["seq_lens"]
+        for lr in protocol["lrs"]
+        for s in protocol["seeds"]
+    }
     assert keys == expected
 
 
 def test_the_gated_study_script_runs_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "study.json"
-    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "gated_study.py"), "--quick", "--max-jobs", "1",
-                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "gated_study.py"), "--quick", "--max-jobs", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     written = json.loads(out.read_text())
     assert len(written["runs"]) == 1 and written["protocol"]["quick"]
@@ -263,8 +288,9 @@ def test_a_fresh_run_reproduces_the_stored_run(study: dict) -> None:
     """
     stored = next(r for r in study["runs"] if all(r[k] == v for k, v in LIVE.items()))
     torch.set_num_threads(1)
-    fresh = gated_adding_run(LIVE["cell"], LIVE["hidden_size"], LIVE["seq_len"], LIVE["lr"], LIVE["seed"],
-                             **gated_study.SETTINGS)
+    fresh = gated_adding_run(
+        LIVE["cell"], LIVE["hidden_size"], LIVE["seq_len"], LIVE["lr"], LIVE["seed"], **gated_study.SETTINGS
+    )
     assert fresh["params"] == stored["params"]
     assert (fresh["test"] < SOLVED_MSE) == (stored["test"] < SOLVED_MSE)
     assert abs(fresh["test"] - stored["test"]) < 0.01 and abs(fresh["val"] - stored["val"]) < 0.01

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import sys
 import time
@@ -97,11 +96,17 @@ def test_gradebook_feedback_cache_and_regrades(first_run, capsys):
 
     rows = csv_rows(out)
     assert {k: float(r["points"]) for k, r in rows.items() if k[1] != "total"} == {
-        ("alice", "a0_add_one_tests"): 2, ("alice", "a0_square_tests"): 3,
-        ("bob", "a0_add_one_tests"): 0, ("bob", "a0_square_tests"): 3,
-        ("carol", "a0_add_one_tests"): 0, ("carol", "a0_square_tests"): 0}
-    totals = {s: (float(rows[(s, "total")]["points"]), float(rows[(s, "total")]["max_points"]))
-              for s in ("alice", "bob", "carol")}
+        ("alice", "a0_add_one_tests"): 2,
+        ("alice", "a0_square_tests"): 3,
+        ("bob", "a0_add_one_tests"): 0,
+        ("bob", "a0_square_tests"): 3,
+        ("carol", "a0_add_one_tests"): 0,
+        ("carol", "a0_square_tests"): 0,
+    }
+    totals = {
+        s: (float(rows[(s, "total")]["points"]), float(rows[(s, "total")]["max_points"]))
+        for s in ("alice", "bob", "carol")
+    }
     assert totals == {"alice": (5, 5), "bob": (3, 5), "carol": (0, 5)}
     assert all(r["assignment"] == "A0_fixture" for r in rows.values())
     assert rows[("bob", "a0_add_one_tests")]["status"] == "failed"
@@ -150,7 +155,7 @@ def test_gradebook_feedback_cache_and_regrades(first_run, capsys):
     assert json.loads((out / "gradebook.json").read_text())[1]["submission"].startswith(str(sub / "bob"))
 
 
-FAKE_GRADER = r'''
+FAKE_GRADER = r"""
 import json, os, subprocess, sys, time
 from pathlib import Path
 args = sys.argv[1:]
@@ -177,7 +182,7 @@ report.write_text(json.dumps({"assignment": "A0_fixture", "submission": str(nb),
     {"grade_id": "a0_square_tests", "points": 1.5, "max_points": 3, "status": "partial",
      "feedback": "<b>almost</b>", "message": "AssertionError: square(-3)"}],
     "total": {"points": 3.5, "max_points": 5}, "notes": ["a note"], "flags": ["=check this"], "sandbox": "fake"}))
-'''
+"""
 
 
 def _gone(pid: int) -> bool:
@@ -273,8 +278,12 @@ def test_fingerprint_follows_grader_and_solutions(tmp_path):
     first = gb.grader_fingerprint(root / "src", root)
     assert gb.grader_fingerprint(root / "src", root) == first
     seen = {first}
-    for path, text in (("tools/coursework.py", "grader 2"), ("rnnlib/sub/m.py", "lib 2"),
-                       ("src/A0_x.ipynb", "solution 2"), ("tools/new.py", "")):
+    for path, text in (
+        ("tools/coursework.py", "grader 2"),
+        ("rnnlib/sub/m.py", "lib 2"),
+        ("src/A0_x.ipynb", "solution 2"),
+        ("tools/new.py", ""),
+    ):
         (root / path).write_text(text)
         value = gb.grader_fingerprint(root / "src", root)
         assert value not in seen, path
@@ -306,6 +315,5 @@ def test_markdown_cells_and_csv_text():
     assert gb.md_cell("<script>") == "&lt;script&gt;"
     assert gb._csv_text("=1+1") == "'=1+1" and gb._csv_text("-x") == "'-x" and gb._csv_text("ok") == "ok"
     assert gb.valid_report({"assignment": "A", "tasks": [{"grade_id": "t", "points": 1, "max_points": 2}]}) == ""
-    assert gb.valid_report({"assignment": "A", "tasks": [{"grade_id": "t", "points": float("nan"),
-                                                          "max_points": 2}]})
+    assert gb.valid_report({"assignment": "A", "tasks": [{"grade_id": "t", "points": float("nan"), "max_points": 2}]})
     assert gb.valid_report([]) and gb.valid_report({"assignment": "A", "tasks": []})

@@ -32,6 +32,7 @@ def fd_step(nonlinearity: str) -> float:
     optimum eps**(1/3)) is ten times cleaner for smooth tanh; relu keeps 1e-6 to stay clear of its kink."""
     return 1e-5 if nonlinearity == "tanh" else 1e-6
 
+
 SIZE = st.integers(1, 6)
 SEED = st.integers(0, 2**31 - 1)
 PROPERTY = settings(max_examples=8, deadline=None, derandomize=True, database=None)
@@ -42,8 +43,9 @@ def copies(rnn: nn.RNN) -> tuple[NumpyRNN, TorchRNN]:
     return NumpyRNN.from_torch(rnn), TorchRNN.from_torch(rnn)
 
 
-def autograd_gradients(module: nn.Module, x: np.ndarray, h0: np.ndarray, G: np.ndarray,
-                       G_n: np.ndarray | None, **kwargs) -> dict[str, np.ndarray]:
+def autograd_gradients(
+    module: nn.Module, x: np.ndarray, h0: np.ndarray, G: np.ndarray, G_n: np.ndarray | None, **kwargs
+) -> dict[str, np.ndarray]:
     """Gradients of ``sum(output * G) + sum(h_n * G_n)`` by autograd: every parameter, ``input`` and ``h0``."""
     module.zero_grad(set_to_none=True)
     x_t = torch.tensor(x, requires_grad=True)
@@ -127,8 +129,10 @@ FD_CASES = [
 
 def fd_id(case: tuple) -> str:
     L, act, bias, bf, bi, batched, h0, lengths = case
-    return (f"L{L}-{act}-{'bias' if bias else 'nobias'}-{'bf' if bf else 'tm'}-{'bi' if bi else 'uni'}-"
-            f"{'batched' if batched else 'unbatched'}-{'h0' if h0 else 'noh0'}{'-lengths' if lengths else ''}")
+    return (
+        f"L{L}-{act}-{'bias' if bias else 'nobias'}-{'bf' if bf else 'tm'}-{'bi' if bi else 'uni'}-"
+        f"{'batched' if batched else 'unbatched'}-{'h0' if h0 else 'noh0'}{'-lengths' if lengths else ''}"
+    )
 
 
 @pytest.mark.parametrize("case", FD_CASES, ids=fd_id)

@@ -25,9 +25,7 @@ MEMORY_ADDRESS = re.compile(r"\bat 0x[0-9a-fA-F]{4,}")
 
 
 def chapter_notebooks() -> list[Path]:
-    return sorted(
-        p for p in CHAPTERS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
-    )
+    return sorted(p for p in CHAPTERS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 
 NOTEBOOKS = chapter_notebooks()
@@ -57,8 +55,7 @@ def test_every_chapter_notebook_is_in_toc():
 def test_every_code_cell_was_executed(path):
     never_run = [i for i, c in enumerate(code_cells(path)) if c.execution_count is None]
     assert not never_run, (
-        f"code cells (0-based, among non-empty code cells) never executed: {never_run}; "
-        "run `make execute`"
+        f"code cells (0-based, among non-empty code cells) never executed: {never_run}; run `make execute`"
     )
 
 
@@ -92,8 +89,7 @@ def test_no_memory_addresses_in_outputs(path):
                 if match:
                     offenders.append((i, match.group()))
     assert not offenders, (
-        f"outputs contain memory addresses, which change on every run and break nbval "
-        f"(cell index, match): {offenders}"
+        f"outputs contain memory addresses, which change on every run and break nbval (cell index, match): {offenders}"
     )
 
 

@@ -50,8 +50,14 @@ def seeded_rnn(D: int, H: int, seed: int) -> nn.RNN:
 @pytest.mark.parametrize("bits", [[1, 0, 1], [0, 1, 1, 0, 1, 1, 1], [1] * 20, [0] * 5])
 def test_relu_rnn_with_unit_weights_counts_ones(bits):
     model = NumpyRNN(1, 1, nonlinearity="relu")
-    model.load_state_dict({"weight_ih_l0": np.ones((1, 1)), "weight_hh_l0": np.ones((1, 1)),
-                           "bias_ih_l0": np.zeros(1), "bias_hh_l0": np.zeros(1)})
+    model.load_state_dict(
+        {
+            "weight_ih_l0": np.ones((1, 1)),
+            "weight_hh_l0": np.ones((1, 1)),
+            "bias_ih_l0": np.zeros(1),
+            "bias_hh_l0": np.zeros(1),
+        }
+    )
     out, h_n = model(np.array(bits, dtype=np.float64).reshape(-1, 1))
     assert h_n[0, 0] == sum(bits)
     assert np.array_equal(out[:, 0], np.cumsum(bits))
@@ -120,9 +126,14 @@ def test_both_biases_get_the_same_gradient():
     # equal up to rounding: PyTorch's kernels sum the two in different orders
     assert (rnn.bias_ih_l0.grad - rnn.bias_hh_l0.grad).abs().max().item() < TOL
     rng = np.random.default_rng(0)
-    _, cache = rnn_cell_forward(rng.standard_normal((3, 4)), rng.standard_normal((3, 5)),
-                                rng.standard_normal((5, 4)), rng.standard_normal((5, 5)),
-                                rng.standard_normal(5), rng.standard_normal(5))
+    _, cache = rnn_cell_forward(
+        rng.standard_normal((3, 4)),
+        rng.standard_normal((3, 5)),
+        rng.standard_normal((5, 4)),
+        rng.standard_normal((5, 5)),
+        rng.standard_normal(5),
+        rng.standard_normal(5),
+    )
     g = rnn_cell_backward(rng.standard_normal((3, 5)), cache)
     assert np.array_equal(g["db_ih"], g["db_hh"])
 
@@ -160,8 +171,14 @@ def test_hand_computed_step_equals_rnn_cell_forward_and_rnncell():
     h_hand = np.tanh(W_IH @ X_T + W_HH @ H_PREV + B_IH + B_HH)
     h_lib, _ = rnn_cell_forward(X_T[None], H_PREV[None], W_IH, W_HH, B_IH, B_HH)
     cell = nn.RNNCell(2, 2).double()
-    cell.load_state_dict({"weight_ih": torch.tensor(W_IH), "weight_hh": torch.tensor(W_HH),
-                          "bias_ih": torch.tensor(B_IH), "bias_hh": torch.tensor(B_HH)})
+    cell.load_state_dict(
+        {
+            "weight_ih": torch.tensor(W_IH),
+            "weight_hh": torch.tensor(W_HH),
+            "bias_ih": torch.tensor(B_IH),
+            "bias_hh": torch.tensor(B_HH),
+        }
+    )
     with torch.no_grad():
         h_cell = cell(torch.tensor(X_T[None]), torch.tensor(H_PREV[None])).numpy()
     assert np.abs(h_lib[0] - h_hand).max() < TOL
@@ -180,8 +197,9 @@ def test_unrolled_loop_equals_numpyrnn_and_nn_rnn_plus_linear(T, N, D, H, O, see
     p = torch_params(rnn)
     W_ho, b_ho = head.weight.detach().numpy(), head.bias.detach().numpy()
 
-    states, h_last = loop_forward(x.numpy(), np.zeros((N, H)), p["weight_ih_l0"], p["weight_hh_l0"],
-                                  p["bias_ih_l0"], p["bias_hh_l0"])
+    states, h_last = loop_forward(
+        x.numpy(), np.zeros((N, H)), p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"]
+    )
     out_np, h_n_np = NumpyRNN.from_torch(rnn)(x.numpy())
     with torch.no_grad():
         out_t, h_n_t = rnn(x)
@@ -277,8 +295,7 @@ def test_untransposed_input_weights_raise_a_shape_error_when_D_differs_from_H():
     p = torch_params(rnn)
     x = np.random.default_rng(0).standard_normal((5, 3, 4))
     with pytest.raises(ValueError, match="mismatch"):
-        cs231n_forward(x, np.zeros((3, 6)), p["weight_ih_l0"], p["weight_hh_l0"],
-                       p["bias_ih_l0"] + p["bias_hh_l0"])
+        cs231n_forward(x, np.zeros((3, 6)), p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"] + p["bias_hh_l0"])
 
 
 @pytest.mark.parametrize("D,H", [(4, 6), (3, 3)])

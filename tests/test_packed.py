@@ -28,13 +28,11 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
 
 from rnnlib import NumpyRNN, TorchRNN, check_rnn_gradients
-from rnnlib.gradcheck import max_abs_difference as max_abs
 from rnnlib.explain.examples import ARTICLE_SEED
+from rnnlib.gradcheck import max_abs_difference as max_abs
 
 TOL = 1e-12
 PROPERTY = settings(max_examples=15, deadline=None, derandomize=True, database=None)
-
-
 
 
 def chapter_batch():
@@ -71,8 +69,13 @@ def autograd_run(model, x, lengths, G, G_n, packed, enforce_sorted=False, h0=Non
     else:
         out, h_n = model(x, h0, lengths=lengths)
     loss(out, h_n, G, G_n).backward()
-    return out.detach(), h_n.detach(), x.grad, None if h0 is None else h0.grad, {
-        k: p.grad for k, p in model.named_parameters()}
+    return (
+        out.detach(),
+        h_n.detach(),
+        x.grad,
+        None if h0 is None else h0.grad,
+        {k: p.grad for k, p in model.named_parameters()},
+    )
 
 
 def make_case(T, N, D, H, L, bidirectional, batch_first, enforce_sorted, with_h0, seed, lengths=None):
@@ -103,13 +106,29 @@ def make_case(T, N, D, H, L, bidirectional, batch_first, enforce_sorted, with_h0
 GRID = [(L, bi, bf, es) for L in (1, 2, 3) for bi in (False, True) for bf in (False, True) for es in (False, True)]
 
 
-@pytest.mark.parametrize("L,bidirectional,batch_first,enforce_sorted", GRID,
-                         ids=[f"L{L}-{'bi' if bi else 'uni'}-{'bf' if bf else 'tm'}-{'sorted' if es else 'unsorted'}"
-                              for L, bi, bf, es in GRID])
+@pytest.mark.parametrize(
+    "L,bidirectional,batch_first,enforce_sorted",
+    GRID,
+    ids=[
+        f"L{L}-{'bi' if bi else 'uni'}-{'bf' if bf else 'tm'}-{'sorted' if es else 'unsorted'}"
+        for L, bi, bf, es in GRID
+    ],
+)
 def test_numpy_and_torch_match_nn_rnn_on_packed_input_forward_and_backward(
-        L, bidirectional, batch_first, enforce_sorted) -> None:
-    rnn, x, lengths, h0, G, G_n = make_case(6, 5, 3, 4, L, bidirectional, batch_first, enforce_sorted,
-                                            with_h0=True, seed=L * 8 + bidirectional * 4 + batch_first * 2 + enforce_sorted)
+    L, bidirectional, batch_first, enforce_sorted
+) -> None:
+    rnn, x, lengths, h0, G, G_n = make_case(
+        6,
+        5,
+        3,
+        4,
+        L,
+        bidirectional,
+        batch_first,
+        enforce_sorted,
+        with_h0=True,
+        seed=L * 8 + bidirectional * 4 + batch_first * 2 + enforce_sorted,
+    )
     r_out, r_h, r_dx, r_dh0, r_grads = autograd_run(rnn, x, lengths, G, G_n, True, enforce_sorted, h0)
 
     numpy_rnn = NumpyRNN.from_torch(rnn)
@@ -131,8 +150,14 @@ def test_numpy_and_torch_match_nn_rnn_on_packed_input_forward_and_backward(
 
 
 @PROPERTY
-@given(T=st.integers(1, 6), N=st.integers(1, 5), L=st.integers(1, 3), bidirectional=st.booleans(),
-       batch_first=st.booleans(), seed=st.integers(0, 2**31 - 1))
+@given(
+    T=st.integers(1, 6),
+    N=st.integers(1, 5),
+    L=st.integers(1, 3),
+    bidirectional=st.booleans(),
+    batch_first=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_numpy_packed_parity_property(T, N, L, bidirectional, batch_first, seed) -> None:
     rnn, x, lengths, h0, G, G_n = make_case(T, N, 2, 3, L, bidirectional, batch_first, False, True, seed)
     r_out, r_h, r_dx, r_dh0, r_grads = autograd_run(rnn, x, lengths, G, G_n, True, False, h0)
@@ -192,7 +217,7 @@ def test_packed_h_n_is_each_sequences_last_state_as_if_run_alone(bidirectional) 
         out_p, _ = rnn(pack_padded_sequence(x, lengths, enforce_sorted=False))
         out, _ = pad_packed_sequence(out_p, total_length=4)
         for n, s in enumerate(seqs):
-            assert max_abs(out[:lengths[n], n], rnn(s[:, None])[0][:, 0]) < TOL
+            assert max_abs(out[: lengths[n], n], rnn(s[:, None])[0][:, 0]) < TOL
     assert max_abs(h_n, alone) < TOL
     _, h_np = NumpyRNN.from_torch(rnn).forward(x.numpy(), lengths=lengths.numpy())
     assert max_abs(h_np, alone) < TOL
@@ -251,7 +276,7 @@ def test_plain_padded_run_keeps_running_over_padding() -> None:
             else:
                 assert max_abs(h_n[:, n], h_alone[:, 0]) < TOL
             # a forward RNN's real-step outputs have not seen the padding yet
-            assert max_abs(out[:lengths[n], n], o_alone[:, 0]) < TOL
+            assert max_abs(out[: lengths[n], n], o_alone[:, 0]) < TOL
 
 
 def test_plain_padded_bidirectional_run_is_wrong_at_every_real_step_of_short_sequences() -> None:
@@ -263,8 +288,8 @@ def test_plain_padded_bidirectional_run_is_wrong_at_every_real_step_of_short_seq
             o_alone = rnn(s[:, None])[0][:, 0]
             k = lengths[n]
             if k < 4:
-                assert max_abs(out[0, n, 5:], o_alone[0, 5:]) > 1e-3    # even the first step
-                assert max_abs(out[:k, n, :5], o_alone[:, :5]) > 1e-3   # upper layer's forward half too
+                assert max_abs(out[0, n, 5:], o_alone[0, 5:]) > 1e-3  # even the first step
+                assert max_abs(out[:k, n, :5], o_alone[:, :5]) > 1e-3  # upper layer's forward half too
             else:
                 assert max_abs(out[:, n], o_alone) < TOL
 
@@ -291,11 +316,16 @@ def test_mask_formulation_equals_packing(bidirectional) -> None:
     inp, last = x.numpy(), []
     for layer in range(2):
         outs = []
-        for suffix, reverse in ((("", False), ("_reverse", True)) if bidirectional else (("", False),)):
-            o, h = masked_layer(inp, lengths.numpy(), P[f"weight_ih_l{layer}{suffix}"],
-                                P[f"weight_hh_l{layer}{suffix}"],
-                                P[f"bias_ih_l{layer}{suffix}"] + P[f"bias_hh_l{layer}{suffix}"],
-                                np.zeros((3, 5)), reverse)
+        for suffix, reverse in (("", False), ("_reverse", True)) if bidirectional else (("", False),):
+            o, h = masked_layer(
+                inp,
+                lengths.numpy(),
+                P[f"weight_ih_l{layer}{suffix}"],
+                P[f"weight_hh_l{layer}{suffix}"],
+                P[f"bias_ih_l{layer}{suffix}"] + P[f"bias_hh_l{layer}{suffix}"],
+                np.zeros((3, 5)),
+                reverse,
+            )
             outs.append(o)
             last.append(h)
         inp = np.concatenate(outs, axis=-1)
@@ -369,8 +399,9 @@ def test_enforce_sorted_true_on_sorted_batch_gives_same_packing_and_h_n_in_sorte
         out_u, h_u = rnn(p_unsorted)
     inverse = torch.argsort(order)
     assert torch.equal(h_s[:, inverse], h_u)
-    assert torch.equal(pad_packed_sequence(out_s, total_length=4)[0][:, inverse],
-                       pad_packed_sequence(out_u, total_length=4)[0])
+    assert torch.equal(
+        pad_packed_sequence(out_s, total_length=4)[0][:, inverse], pad_packed_sequence(out_u, total_length=4)[0]
+    )
 
 
 def test_packing_never_reads_the_padding() -> None:
@@ -406,8 +437,9 @@ def test_lengths_off_the_cpu_raise() -> None:
 def test_batch_first_mismatch_between_pack_and_pad_transposes() -> None:
     _, x, lengths = chapter_batch()
     with torch.no_grad():
-        out_p, _ = article_rnn()(pack_padded_sequence(x.transpose(0, 1), lengths, batch_first=True,
-                                                      enforce_sorted=False))
+        out_p, _ = article_rnn()(
+            pack_padded_sequence(x.transpose(0, 1), lengths, batch_first=True, enforce_sorted=False)
+        )
     assert pad_packed_sequence(out_p)[0].shape == (4, 3, 5)
     assert pad_packed_sequence(out_p, batch_first=True)[0].shape == (3, 4, 5)
 
@@ -444,17 +476,18 @@ def _left_padded_error(r: nn.RNN) -> float:
 
 
 def test_left_padding_is_exact_when_the_biases_cancel_not_only_without_bias() -> None:
-    """With zero filler and h0 = 0, left padding is exact iff b_ih + b_hh = 0; bias=False is one way, not the only one."""
+    """With zero filler and h0 = 0, left padding is exact iff b_ih + b_hh = 0; bias=False is one way, not the
+    only one."""
     torch.manual_seed(0)
     r = nn.RNN(3, 5).double()
-    assert _left_padded_error(r) > 1e-3                      # b_ih + b_hh != 0
+    assert _left_padded_error(r) > 1e-3  # b_ih + b_hh != 0
     with torch.no_grad():
         r.bias_hh_l0.copy_(-r.bias_ih_l0)
-    assert r.bias_ih_l0.abs().max() > 0.1                     # biases kept, their sum zero
+    assert r.bias_ih_l0.abs().max() > 0.1  # biases kept, their sum zero
     assert _left_padded_error(r) < TOL
     torch.manual_seed(0)
     assert _left_padded_error(nn.RNN(3, 5, bias=False).double()) < TOL
-    with torch.no_grad():                                     # a sum that is small but not zero breaks it
+    with torch.no_grad():  # a sum that is small but not zero breaks it
         r.bias_hh_l0.add_(0.05)
     assert _left_padded_error(r) > 1e-4
 

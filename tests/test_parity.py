@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnlib.gradcheck import max_abs_difference as max_abs
 from rnnlib import NumpyRNN, TorchRNN, num_parameters, param_shapes
+from rnnlib.gradcheck import max_abs_difference as max_abs
 
 TOL = 1e-12
 SIZE = st.integers(1, 6)
@@ -33,8 +33,6 @@ PROPERTY = settings(max_examples=10, deadline=None, derandomize=True, database=N
 def copies(rnn: nn.RNN) -> tuple[NumpyRNN, TorchRNN]:
     """A float64 NumpyRNN and TorchRNN holding ``rnn``'s configuration, weights and mode."""
     return NumpyRNN.from_torch(rnn), TorchRNN.from_torch(rnn)
-
-
 
 
 def as_tensor(a: np.ndarray | None) -> torch.Tensor | None:
@@ -142,23 +140,29 @@ def test_lengths_match_packed_nn_rnn(num_layers, batch_first, bidirectional) -> 
     @given(T=SIZE, N=SIZE, D=SIZE, H=SIZE, data_seed=SEED)
     def check(T: int, N: int, D: int, H: int, data_seed: int) -> None:
         torch.manual_seed(data_seed)
-        rnn = nn.RNN(D, H, num_layers, batch_first=batch_first, bidirectional=bidirectional,
-                     dtype=torch.float64).eval()
+        rnn = nn.RNN(D, H, num_layers, batch_first=batch_first, bidirectional=bidirectional, dtype=torch.float64).eval()
         numpy_rnn, torch_rnn = copies(rnn)
         rng = np.random.default_rng(data_seed)
         x = rng.standard_normal((N, T, D) if batch_first else (T, N, D))
         h0 = rng.standard_normal((num_layers * (1 + bidirectional), N, H))
         lengths = rng.integers(1, T + 1, size=N)
-        packed = pack_padded_sequence(torch.from_numpy(x), torch.from_numpy(lengths), batch_first=batch_first,
-                                      enforce_sorted=False)
+        packed = pack_padded_sequence(
+            torch.from_numpy(x), torch.from_numpy(lengths), batch_first=batch_first, enforce_sorted=False
+        )
         with torch.no_grad():
             out_packed, hn_ref = rnn(packed, torch.from_numpy(h0))
             out_ref, _ = pad_packed_sequence(out_packed, batch_first=batch_first, total_length=T)
             out_t, hn_t = torch_rnn(torch.from_numpy(x), torch.from_numpy(h0), lengths=lengths)
             out_tp, hn_tp = torch_rnn(packed, torch.from_numpy(h0))
         out_np, hn_np = numpy_rnn.forward(x, h0, lengths=lengths)
-        errs = [max_abs(out_np, out_ref), max_abs(hn_np, hn_ref), max_abs(out_t, out_ref), max_abs(hn_t, hn_ref),
-                max_abs(out_tp.data, out_packed.data), max_abs(hn_tp, hn_ref)]
+        errs = [
+            max_abs(out_np, out_ref),
+            max_abs(hn_np, hn_ref),
+            max_abs(out_t, out_ref),
+            max_abs(hn_t, hn_ref),
+            max_abs(out_tp.data, out_packed.data),
+            max_abs(hn_tp, hn_ref),
+        ]
         assert max(errs) <= TOL, errs
 
     check()
@@ -209,8 +213,10 @@ def test_numpy_rnn_init_is_uniform_within_inverse_sqrt_hidden(cfg) -> None:
         assert value.shape == tuple(ref.state_dict()[name].shape), name
         assert value.dtype == np.float64
         assert np.all(np.abs(value) <= bound), name
-    assert np.array_equal(np.concatenate([p.ravel() for p in NumpyRNN(**cfg, seed=12).params.values()]),
-                          np.concatenate([p.ravel() for p in model.params.values()]))  # seeded: reproducible
+    assert np.array_equal(
+        np.concatenate([p.ravel() for p in NumpyRNN(**cfg, seed=12).params.values()]),
+        np.concatenate([p.ravel() for p in model.params.values()]),
+    )  # seeded: reproducible
 
 
 def test_numpy_rnn_init_fills_the_whole_interval() -> None:

@@ -22,6 +22,7 @@ What is asserted is what every machine must reproduce:
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -196,7 +197,7 @@ def test_autograd_saves_one_and_a_half_times_the_states_for_the_chapters_stack()
     mine = TorchRNN.from_torch(rnn, dtype=torch.float32)
     x = torch.randn(T, N, D).requires_grad_()
     for module in (rnn, mine):
-        saved = autograd_saved_bytes(lambda: module(x), exclude=[*module.parameters(), x])
+        saved = autograd_saved_bytes(partial(module, x), exclude=[*module.parameters(), x])
         # layer 1's and layer 2's states, layer 2's stacked input, the two zero h0
         assert saved == 4 * (3 * T * N * H + L * N * H)
         assert f"{saved / stored_state_bytes(T, N, H, L):.2f}" == "1.51"
@@ -221,6 +222,7 @@ def test_median_times_runs_every_function_the_right_number_of_times() -> None:
     def make(name):
         def run():
             calls[name] += 1
+
         return run
 
     result = median_times({"a": make("a"), "b": make("b")}, repeats=5, warmup=2)
@@ -257,8 +259,14 @@ def test_the_figures_draw_their_data() -> None:
     slanted = lines[4]
     assert np.allclose(slanted.get_ydata(), slanted.get_xdata() / 3e-6 / 1e9)
     plt.close(fig)
-    fig = plot_scaling({"T": {"x": ([1, 2, 4], [1e-3, 2e-3, 4e-3])}, "N": {"x": ([1, 2], [1e-3, 1e-3])},
-                        "H": {"x": ([1, 2], [1e-3, 4e-3])}}, {"T": {"x": 1.0}, "N": {"x": 0.0}, "H": {"x": 2.0}})
+    fig = plot_scaling(
+        {
+            "T": {"x": ([1, 2, 4], [1e-3, 2e-3, 4e-3])},
+            "N": {"x": ([1, 2], [1e-3, 1e-3])},
+            "H": {"x": ([1, 2], [1e-3, 4e-3])},
+        },
+        {"T": {"x": 1.0}, "N": {"x": 0.0}, "H": {"x": 2.0}},
+    )
     assert len(fig.axes) == 3
     assert np.allclose(fig.axes[0].lines[0].get_ydata(), [1, 2, 4])  # in ms
     assert "slope 1.00" in fig.axes[0].get_legend().get_texts()[0].get_text()

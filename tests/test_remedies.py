@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -134,8 +135,9 @@ def test_tbptt_with_one_chunk_equals_full_bptt(L, nonlinearity) -> None:
 def test_tbptt_equals_torch_with_detach(chunk, L) -> None:
     rnn, model, x, G, G_n, h0 = setup_stack(L)
     r = truncated_bptt_gradients(model, x, G, chunk, h0=h0, d_h_n=G_n)
-    tg, tdx = torch_truncated_bptt_gradients(rnn, torch.from_numpy(x), torch.from_numpy(G), chunk,
-                                             h0=torch.from_numpy(h0), d_h_n=torch.from_numpy(G_n))
+    tg, tdx = torch_truncated_bptt_gradients(
+        rnn, torch.from_numpy(x), torch.from_numpy(G), chunk, h0=torch.from_numpy(h0), d_h_n=torch.from_numpy(G_n)
+    )
     assert max(np.abs(r.grads[k] - tg[k]).max() for k in tg) < 1e-12
     assert np.abs(r.d_input - tdx).max() < 1e-12
     assert r.dropped.shape == (len(chunk_bounds(T, chunk)) - 1, L, N, H)
@@ -166,7 +168,7 @@ def test_truncation_discards_more_when_gradients_vanish_less() -> None:
         model.forward(x)
         d_x, _ = model.backward(G_last)
         shares.append(np.sum(d_x[:-10] ** 2) / np.sum(d_x**2))
-    assert shares[0] < 1e-4 and all(a < b for a, b in zip(shares, shares[1:]))
+    assert shares[0] < 1e-4 and all(a < b for a, b in pairwise(shares))
 
 
 def test_irnn_init_is_identity_zero_bias_small_inputs() -> None:
@@ -254,8 +256,9 @@ def test_k1k2_windows_every_k1_steps_back_k2() -> None:
 def test_tbptt_k1k2_equals_torch_with_detach(k1, k2, L) -> None:
     rnn, model, x, G, G_n, h0 = setup_stack(L)
     r = tbptt_k1k2_gradients(model, x, G, k1, k2, h0=h0, d_h_n=G_n)
-    tg, tdx = torch_tbptt_k1k2_gradients(rnn, torch.from_numpy(x), torch.from_numpy(G), k1, k2,
-                                         h0=torch.from_numpy(h0), d_h_n=torch.from_numpy(G_n))
+    tg, tdx = torch_tbptt_k1k2_gradients(
+        rnn, torch.from_numpy(x), torch.from_numpy(G), k1, k2, h0=torch.from_numpy(h0), d_h_n=torch.from_numpy(G_n)
+    )
     assert max(np.abs(r.grads[k] - tg[k]).max() for k in tg) < 1e-12
     assert np.abs(r.d_input - tdx).max() < 1e-12
 
@@ -277,8 +280,9 @@ def test_randomized_truncation_equals_torch_with_detach(keep_prob, reweight, L) 
     rnn, model, x, G, G_n, h0 = setup_stack(L)
     factors = randomized_truncation_factors(T, keep_prob, np.random.default_rng(7), reweight)
     r = randomized_tbptt_gradients(model, x, G, factors, h0=h0, d_h_n=G_n)
-    tg, tdx = torch_randomized_tbptt_gradients(rnn, torch.from_numpy(x), torch.from_numpy(G), factors,
-                                               h0=torch.from_numpy(h0), d_h_n=torch.from_numpy(G_n))
+    tg, tdx = torch_randomized_tbptt_gradients(
+        rnn, torch.from_numpy(x), torch.from_numpy(G), factors, h0=torch.from_numpy(h0), d_h_n=torch.from_numpy(G_n)
+    )
     assert max(np.abs(r.grads[k] - tg[k]).max() for k in tg) < 1e-12
     assert np.abs(r.d_input - tdx).max() < 1e-12
     assert r.dropped.shape == (int(np.sum(factors == 0)), L, N, H)
@@ -349,10 +353,13 @@ def test_reach_from_factors_is_the_weight_of_the_path_relative_to_full_bptt() ->
 def test_plot_gradient_reach_draws_each_scheme() -> None:
     import matplotlib.pyplot as plt
 
-    panels = {"chunks": reach_k1k2(T, 5, 5), "k1k2": reach_k1k2(T, 5, 10),
-              "random": reach_from_factors(randomized_truncation_factors(T, 0.8, np.random.default_rng(0)))}
+    panels = {
+        "chunks": reach_k1k2(T, 5, 5),
+        "k1k2": reach_k1k2(T, 5, 10),
+        "random": reach_from_factors(randomized_truncation_factors(T, 0.8, np.random.default_rng(0))),
+    }
     fig = plot_gradient_reach(panels)
     assert len(fig.axes) == 3
-    for ax, reach in zip(fig.axes, panels.values()):
+    for ax, reach in zip(fig.axes, panels.values(), strict=True):
         assert np.array_equal(np.asarray(ax.images[0].get_array()), (reach > 0).astype(float))
     plt.close(fig)

@@ -52,8 +52,12 @@ def torch_model(V, D, H, L, O, seed_rnn, seed_rest):
 
 
 def numpy_args(emb, rnn, lin):
-    return (emb.weight.detach().numpy().copy(), NumpyRNN.from_torch(rnn),
-            lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy())
+    return (
+        emb.weight.detach().numpy().copy(),
+        NumpyRNN.from_torch(rnn),
+        lin.weight.detach().numpy().copy(),
+        lin.bias.detach().numpy().copy(),
+    )
 
 
 def torch_loss_and_grads(emb, rnn, lin, ids, targets, mask):
@@ -190,8 +194,9 @@ def test_mean_is_over_real_tokens_not_all_positions():
     _, targets, mask = chapter_batch()
     scores = np.random.default_rng(4).standard_normal((4, 2, len(VOCAB)))
     loss, _ = temporal_softmax_loss(scores, targets, mask)
-    per_token = F.cross_entropy(torch.from_numpy(scores).reshape(-1, len(VOCAB)),
-                                torch.from_numpy(targets).reshape(-1), reduction="none").numpy()
+    per_token = F.cross_entropy(
+        torch.from_numpy(scores).reshape(-1, len(VOCAB)), torch.from_numpy(targets).reshape(-1), reduction="none"
+    ).numpy()
     real = per_token[mask.reshape(-1)]
     assert abs(loss - real.mean()) < 1e-12
     assert abs(loss - real.sum() / mask.size) > 1e-3  # the all-positions mean differs

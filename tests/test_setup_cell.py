@@ -43,8 +43,10 @@ def _run_cell(found: bool) -> list[list[str]]:
     calls: list[list[str]] = []
     source = setup_cell.setup_source("https://example.org/course", "dev")
     spec = importlib.util.find_spec("rnnlib") if found else None
-    with mock.patch.object(importlib.util, "find_spec", return_value=spec), \
-            mock.patch.object(subprocess, "check_call", side_effect=lambda cmd: calls.append(cmd)):
+    with (
+        mock.patch.object(importlib.util, "find_spec", return_value=spec),
+        mock.patch.object(subprocess, "check_call", side_effect=lambda cmd: calls.append(cmd)),
+    ):
         exec(compile(source, "<setup cell>", "exec"), {})
     return calls
 
@@ -67,17 +69,21 @@ def test_the_repository_setting_must_be_an_https_url(tmp_path: Path) -> None:
 
 
 def test_inserting_the_cell_renumbers_execution_counts_as_a_rerun_would() -> None:
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Title"),
-        nbformat.v4.new_code_cell("1 + 1", execution_count=1,
-                                  outputs=[nbformat.v4.new_output("execute_result", {"text/plain": "2"},
-                                                                  execution_count=1)]),
-        nbformat.v4.new_code_cell("print(3)", execution_count=2),
-    ])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# Title"),
+            nbformat.v4.new_code_cell(
+                "1 + 1",
+                execution_count=1,
+                outputs=[nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)],
+            ),
+            nbformat.v4.new_code_cell("print(3)", execution_count=2),
+        ]
+    )
     assert setup_cell.apply(nb, "pass")
     assert [c.execution_count for c in nb.cells if c.cell_type == "code"] == [1, 2, 3]
     assert nb.cells[2].outputs[0]["execution_count"] == 2
-    assert not setup_cell.apply(nb, "pass")          # up to date: untouched
+    assert not setup_cell.apply(nb, "pass")  # up to date: untouched
     assert setup_cell.apply(nb, "pass  # new url")  # a changed setting rewrites only that cell
     assert [c.execution_count for c in nb.cells if c.cell_type == "code"] == [1, 2, 3]
 

@@ -12,8 +12,8 @@ from torch import nn
 from rnnlib import NumpyRNN, TorchRNN
 from rnnlib.explain.examples import ARTICLE_SEED, article_input
 from rnnlib.explain.gradient_flow import power_norms
-from rnnlib.training.init import spectral_radius
 from rnnlib.explain.shapes import ShapeRow, expected_shapes, format_shape_table, run_three, shape_table
+from rnnlib.training.init import spectral_radius
 
 # The article's batch-first tensor, written literally as the article does ((batch, seq_len, input)).
 ARTICLE_BATCH_FIRST_LITERAL = [
@@ -22,10 +22,18 @@ ARTICLE_BATCH_FIRST_LITERAL = [
 ]
 # The article's printed batch-first "output example" and hn (invented values), verbatim.
 ARTICLE_PRINTED_OUTPUT_BF = [
-    [[0.1234, 0.5678, 0.9101, 0.1121, 0.3141], [0.4252, 0.6272, 0.8292, 0.0313, 0.2333],
-     [0.4454, 0.6474, 0.8494, 0.0515, 0.2535], [0.4656, 0.6676, 0.8696, 0.0717, 0.2737]],
-    [[0.4151, 0.6171, 0.8191, 0.0212, 0.2232], [0.4353, 0.6373, 0.8393, 0.0414, 0.2434],
-     [0.4555, 0.6575, 0.8595, 0.0616, 0.2636], [0.4757, 0.6777, 0.8797, 0.0818, 0.2838]],
+    [
+        [0.1234, 0.5678, 0.9101, 0.1121, 0.3141],
+        [0.4252, 0.6272, 0.8292, 0.0313, 0.2333],
+        [0.4454, 0.6474, 0.8494, 0.0515, 0.2535],
+        [0.4656, 0.6676, 0.8696, 0.0717, 0.2737],
+    ],
+    [
+        [0.4151, 0.6171, 0.8191, 0.0212, 0.2232],
+        [0.4353, 0.6373, 0.8393, 0.0414, 0.2434],
+        [0.4555, 0.6575, 0.8595, 0.0616, 0.2636],
+        [0.4757, 0.6777, 0.8797, 0.0818, 0.2838],
+    ],
 ]
 ARTICLE_PRINTED_HN_BF = [
     [[0.4656, 0.6676, 0.8696, 0.0717, 0.2737], [0.4757, 0.6777, 0.8797, 0.0818, 0.2838]],
@@ -62,7 +70,7 @@ def test_article_batch_first_tensor_is_transpose_of_time_major():
 
 def test_batch_first_does_not_change_weights():
     tm, bf = article_model(), article_model(batch_first=True)
-    assert all(torch.equal(a, b) for a, b in zip(tm.state_dict().values(), bf.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(tm.state_dict().values(), bf.state_dict().values(), strict=True))
 
 
 def test_batch_first_outputs_are_transposes_and_hn_identical():
@@ -139,7 +147,7 @@ def test_sequences_in_a_batch_are_independent():
 def test_relu_keeps_parameters_and_outputs_are_nonnegative():
     relu, tanh = article_model(nonlinearity="relu"), article_model()
     assert list(relu.state_dict()) == list(tanh.state_dict())
-    assert all(torch.equal(a, b) for a, b in zip(relu.state_dict().values(), tanh.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(relu.state_dict().values(), tanh.state_dict().values(), strict=True))
     with torch.no_grad():
         out, hn = relu(torch.from_numpy(article_input()))
     assert (out >= 0).all() and (out == 0).any() and torch.equal(out[-1], hn[-1])

@@ -128,7 +128,7 @@ def test_a_renamed_reformatted_copy_without_comments_matches(grade_id):
 
 HAND_COPIES = {
     # Names renamed, an annotation, a multiple assignment split, a blank line added.
-    "a2_bidirectional": '''
+    "a2_bidirectional": """
 def bidirectional_rnn_forward(inp, init, p, n_layers):
     steps, batch, _ = inp.shape
     hid: int = p["weight_hh_l0"].shape[0]
@@ -150,9 +150,9 @@ def bidirectional_rnn_forward(inp, init, p, n_layers):
             last.append(state)
         cur = np.concatenate(both, axis=-1)
     return cur, np.stack(last)
-''',
+""",
     # `totals[key] += step[key]` for `totals[key] = totals[key] + step[key]`.
-    "a3_backward": '''
+    "a3_backward": """
 def rnn_backward(g_out, g_last, cs):
     n = len(cs)
     acc = {"dW_ih": 0.0, "dW_hh": 0.0, "db_ih": 0.0, "db_hh": 0.0}
@@ -165,9 +165,9 @@ def rnn_backward(g_out, g_last, cs):
         grads_x[i] = s["dx"]
         carry = s["dh_prev"]
     return {"dx": np.stack(grads_x), "dh0": carry, **acc}
-''',
+""",
     # The multiple assignments split into single ones.
-    "a3_stacked": '''
+    "a3_stacked": """
 def stacked_rnn_backward(go, gh, cc):
     depth = len(cc)
     out = {}
@@ -182,9 +182,9 @@ def stacked_rnn_backward(go, gh, cc):
         first[k] = r["dh0"]
         up = r["dx"]
     return up, np.stack(first), out
-''',
+""",
     # Extra statements before and after the copied lines, names renamed.
-    "a4_train": '''
+    "a4_train": """
 print("training...")
 torch.manual_seed(0)
 m = AddingRegressor(2, 32, 2)
@@ -201,7 +201,7 @@ with torch.no_grad():
     pv = m(torch.from_numpy(xv))
     final_val_mse = nn.functional.mse_loss(pv, torch.from_numpy(yv)).item()
 print(final_val_mse)
-''',
+""",
 }
 
 
@@ -228,7 +228,7 @@ def test_keyword_order_and_a_split_multiple_assignment_are_cosmetic():
 
 ALTERNATIVES = {
     "a1_forward": {
-        "preallocated": '''
+        "preallocated": """
 def rnn_forward(x, h0, params):
     T, N, _ = x.shape
     H = params["weight_hh_l0"].shape[0]
@@ -239,17 +239,17 @@ def rnn_forward(x, h0, params):
                      params["bias_ih_l0"], params["bias_hh_l0"])
         output[t] = h
     return output, h[None]
-''',
-        "comprehension": '''
+""",
+        "comprehension": """
 def rnn_forward(x, h0, params):
     weights = [params[k] for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")]
     h = np.zeros((x.shape[1], weights[1].shape[0])) if h0 is None else h0[0]
     states = [h := rnn_step(x_t, h, *weights) for x_t in x]
     return np.stack(states), h[None]
-''',
+""",
     },
     "a2_stacked": {
-        "preallocated": '''
+        "preallocated": """
 def stacked_rnn_forward(x, h0, params, num_layers):
     T, N, _ = x.shape
     H = params["weight_hh_l0"].shape[0]
@@ -265,8 +265,8 @@ def stacked_rnn_forward(x, h0, params, num_layers):
         h_n[l] = h
         seq = out
     return seq, h_n
-''',
-        "while_loops": '''
+""",
+        "while_loops": """
 def stacked_rnn_forward(x, h0, params, num_layers):
     seq, finals, l = x, [], 0
     while l < num_layers:
@@ -281,10 +281,10 @@ def stacked_rnn_forward(x, h0, params, num_layers):
         finals.append(h)
         l += 1
     return seq, np.stack(finals)
-''',
+""",
     },
     "a3_step": {
-        "einsum": '''
+        "einsum": """
 def rnn_step_backward(dh, cache):
     da = dh * (1.0 - cache["h"] ** 2)
     return {
@@ -295,8 +295,8 @@ def rnn_step_backward(dh, cache):
         "db_ih": da.sum(axis=0),
         "db_hh": da.sum(axis=0),
     }
-''',
-        "step_by_step": '''
+""",
+        "step_by_step": """
 def rnn_step_backward(dh, cache):
     grads = {}
     da = dh * (1 - np.square(cache["h"]))
@@ -307,13 +307,12 @@ def rnn_step_backward(dh, cache):
     grads["db_ih"] = np.sum(da, axis=0)
     grads["db_hh"] = np.sum(da, axis=0)
     return grads
-''',
+""",
     },
 }
 
 _RNN_STEP = (
-    "def rnn_step(x, h_prev, W_ih, W_hh, b_ih, b_hh):\n"
-    "    return np.tanh(x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh)\n"
+    "def rnn_step(x, h_prev, W_ih, W_hh, b_ih, b_hh):\n    return np.tanh(x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh)\n"
 )
 
 
@@ -346,22 +345,24 @@ def _same_results(grade_id: str, alternative: str) -> bool:
         x, p = rng.normal(size=(5, 2, 3)), _forward_params(rng, 3)
         calls = [(x, None, p, 3), (x, rng.normal(size=(3, 2, 4)), p, 3)]
     else:
-        cache = {"x": rng.normal(size=(2, 3)), "h_prev": rng.normal(size=(2, 4)),
-                 "h": np.tanh(rng.normal(size=(2, 4))), "W_ih": rng.normal(size=(4, 3)),
-                 "W_hh": rng.normal(size=(4, 4))}
+        cache = {
+            "x": rng.normal(size=(2, 3)),
+            "h_prev": rng.normal(size=(2, 4)),
+            "h": np.tanh(rng.normal(size=(2, 4))),
+            "W_ih": rng.normal(size=(4, 3)),
+            "W_hh": rng.normal(size=(4, 4)),
+        }
         calls = [(rng.normal(size=(2, 4)), cache)]
     for args in calls:
         want, got = ref(*args), alt(*args)
         if isinstance(want, dict):
             want, got = [want[k] for k in sorted(want)], [got[k] for k in sorted(want)]
-        if not all(np.allclose(w, g) for w, g in zip(want, got)):
+        if not all(np.allclose(w, g) for w, g in zip(want, got, strict=True)):
             return False
     return True
 
 
-@pytest.mark.parametrize(
-    ("grade_id", "variant"), [(g, v) for g, variants in ALTERNATIVES.items() for v in variants]
-)
+@pytest.mark.parametrize(("grade_id", "variant"), [(g, v) for g, variants in ALTERNATIVES.items() for v in variants])
 def test_a_genuinely_different_correct_implementation_is_not_flagged(grade_id, variant):
     alternative = ALTERNATIVES[grade_id][variant]
     assert _same_results(grade_id, alternative), "the alternative must be a correct answer"
@@ -446,14 +447,14 @@ def step(x: np.ndarray, w, *, scale=2.0) -> np.ndarray:
     squares = [v * v for v in range(3)]
     return total, len(squares), x.shape
 '''
-    assert normalise(code) == textwrap.dedent('''\
+    assert normalise(code) == textwrap.dedent("""\
         import numpy as np
         def v0(v1, v2, *, v3=2.0):
             v4 = 0.0
             for v5, v6 in enumerate(v1):
                 v4 = v4 + (v6 @ v2.T).sum(axis=0) * v3
             v7 = [v8 * v8 for v8 in range(3)]
-            return (v4, len(v7), v1.shape)''')
+            return (v4, len(v7), v1.shape)""")
 
 
 def test_normalise_drops_magics_and_reports_syntax_errors():

@@ -91,17 +91,24 @@ serve_tool = _load_tool("serve")
 # sphinx-thebe's inline script twice; _ext/dedupe_inline_scripts.py) and "Got
 # invalid theme mode" on a first visit (html_context.default_mode in _config.yml).
 ALLOWED_PROBLEMS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"127\.0\.0\.1:\d+/favicon\.ico\b"),
-     "Chromium asks every server for /favicon.ico on its own; the book sets no "
-     "favicon (html.favicon in _config.yml), so the first page of the session logs a "
-     "404 for it. No reader sees it."),
+    (
+        re.compile(r"127\.0\.0\.1:\d+/favicon\.ico\b"),
+        "Chromium asks every server for /favicon.ico on its own; the book sets no "
+        "favicon (html.favicon in _config.yml), so the first page of the session logs a "
+        "404 for it. No reader sees it.",
+    ),
 ]
 
 # The launch flags for Debian's Chromium here (root, no GPU, no network but
 # the local server); Playwright adds --headless and a fresh profile.
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 VIEWPORT = {"width": 1280, "height": 900}
 MIN_CONTRAST = 4.5  # WCAG 2 AA for body text
@@ -110,6 +117,7 @@ MIN_CONTRAST = 4.5  # WCAG 2 AA for body text
 # --------------------------------------------------------------------------------------
 # The pages of the book, from _toc.yml and _config.yml
 # --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TocPage:
@@ -144,11 +152,15 @@ BOOK_CONFIG = yaml.safe_load(CONFIG.read_text(encoding="utf8"))
 # Building the site (once per test session, only when stale)
 # --------------------------------------------------------------------------------------
 
+
 def _site_sources() -> list[Path]:
     files = [CONFIG, TOC]
     for folder in ("chapters", "_static", "_ext"):
-        files += [p for p in (ROOT / folder).rglob("*")
-                  if p.is_file() and ".ipynb_checkpoints" not in p.parts and "__pycache__" not in p.parts]
+        files += [
+            p
+            for p in (ROOT / folder).rglob("*")
+            if p.is_file() and ".ipynb_checkpoints" not in p.parts and "__pycache__" not in p.parts
+        ]
     return files
 
 
@@ -187,13 +199,16 @@ def site() -> Path:
 # Without a browser: links, the pages' presence, the figures' backgrounds
 # --------------------------------------------------------------------------------------
 
+
 def test_link_checker_reports_missing_files_and_anchors(tmp_path: Path) -> None:
     """The checker itself: a tiny site with one good and three broken links."""
     (tmp_path / "sub").mkdir()
     (tmp_path / "index.html").write_text(
         '<a href="sub/page.html#here">ok</a> <a href="sub/page.html#gone">bad anchor</a>'
         '<a href="missing.html">bad file</a> <img src="sub/nope.png"> <a href="#top" id="top">self</a>'
-        '<a href="https://example.org/x">external</a>', encoding="utf8")
+        '<a href="https://example.org/x">external</a>',
+        encoding="utf8",
+    )
     (tmp_path / "sub" / "page.html").write_text('<h1 id="here">x</h1>', encoding="utf8")
     report = linkcheck.check_site(tmp_path)
     assert report.local_links == 5
@@ -225,12 +240,15 @@ def test_figures_have_opaque_light_backgrounds(site: Path) -> None:
     bad = []
     for png in sorted((site / "_images").glob("*.png")):
         rgba = np.asarray(Image.open(png).convert("RGBA"), dtype=float)
-        border = np.concatenate([rgba[:3].reshape(-1, 4), rgba[-3:].reshape(-1, 4),
-                                 rgba[:, :3].reshape(-1, 4), rgba[:, -3:].reshape(-1, 4)])
+        border = np.concatenate(
+            [rgba[:3].reshape(-1, 4), rgba[-3:].reshape(-1, 4), rgba[:, :3].reshape(-1, 4), rgba[:, -3:].reshape(-1, 4)]
+        )
         alpha, light = np.median(border[:, 3]), np.median(border[:, :3].mean(axis=1))
         if alpha < 250 or light < 235:
-            bad.append(f"{png.name}: border alpha {alpha:.0f}, brightness {light:.0f} (want 255 and white: "
-                       "fig.patch.set_facecolor('white'))")
+            bad.append(
+                f"{png.name}: border alpha {alpha:.0f}, brightness {light:.0f} (want 255 and white: "
+                "fig.patch.set_facecolor('white'))"
+            )
     assert not bad, "\n".join(bad)
 
 
@@ -238,9 +256,14 @@ def test_figures_have_opaque_light_backgrounds(site: Path) -> None:
 # In the browser
 # --------------------------------------------------------------------------------------
 
+
 def _chromium() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
-                      "/usr/bin/chromium"):
+    for candidate in (
+        os.environ.get("CHROMIUM"),
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        "/usr/bin/chromium",
+    ):
         if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -251,12 +274,16 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("browser tests skipped: the Python package playwright is not installed "
-                    "(it is in requirements.txt: .venv/bin/pip install -r requirements.txt)")
+        pytest.skip(
+            "browser tests skipped: the Python package playwright is not installed "
+            "(it is in requirements.txt: .venv/bin/pip install -r requirements.txt)"
+        )
     executable = _chromium()
     if executable is None:
-        pytest.skip("browser tests skipped: no Chromium found ($CHROMIUM, chromium, chromium-browser); "
-                    "install Debian's: `make browser` (apt-get install -y chromium)")
+        pytest.skip(
+            "browser tests skipped: no Chromium found ($CHROMIUM, chromium, chromium-browser); "
+            "install Debian's: `make browser` (apt-get install -y chromium)"
+        )
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -311,7 +338,8 @@ class Reader:
     def wait_for_mathjax(self) -> None:
         self.page.evaluate(
             "() => (window.MathJax && MathJax.startup && MathJax.startup.promise)"
-            " ? MathJax.startup.promise.then(() => true) : false")
+            " ? MathJax.startup.promise.then(() => true) : false"
+        )
 
     def unexpected_problems(self) -> list[str]:
         return [p for p in self.problems if not any(rx.search(p) for rx, _why in ALLOWED_PROBLEMS)]
@@ -377,8 +405,10 @@ def _alt_text_problem(image: dict) -> str | None:
     if not alt:
         return f"image without alt text: {image['src']}"
     if ALT_IS_A_FILE.search(alt):
-        return (f"image whose alt text is a file name, {alt!r}: give its cell "
-                f'"mystnb": {{"image": {{"alt": "..."}}}} metadata describing the figure')
+        return (
+            f"image whose alt text is a file name, {alt!r}: give its cell "
+            f'"mystnb": {{"image": {{"alt": "..."}}}} metadata describing the figure'
+        )
     return None
 
 
@@ -420,7 +450,7 @@ JS_CONTRAST = """(minRatio) => {
     }
   }
   return {checked, low: [...worst.values()]};
-}"""
+}"""  # noqa: E501 (JavaScript run in the page; its template literals stay on one line)
 
 # TeX that MathJax should have consumed; none of it may be left in the prose.
 RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\\frac\b|\$\\[A-Za-z]")
@@ -464,11 +494,15 @@ def _check_launch_buttons(reader: Reader, page: TocPage) -> list[str]:
         "download .ipynb": lambda h: h.endswith(f"_sources/{page.docname}.ipynb"),
     }
     if launch.get("binderhub_url"):
-        wanted["Binder"] = lambda h: (h.startswith(launch["binderhub_url"].rstrip("/") + "/")
-                                      and f"/{owner_repo}/{branch}" in h and h.endswith(path))
+        wanted["Binder"] = lambda h: (
+            h.startswith(launch["binderhub_url"].rstrip("/") + "/")
+            and f"/{owner_repo}/{branch}" in h
+            and h.endswith(path)
+        )
     if launch.get("colab_url"):
-        wanted["Colab"] = lambda h: (h.startswith(launch["colab_url"].rstrip("/") + "/")
-                                     and f"github/{owner_repo}/blob/{branch}/{path}" in h)
+        wanted["Colab"] = lambda h: (
+            h.startswith(launch["colab_url"].rstrip("/") + "/") and f"github/{owner_repo}/blob/{branch}/{path}" in h
+        )
     for name, ok in wanted.items():
         if not any(ok(h) for h in hrefs):
             problems.append(f"no {name} link for {path} (repository {url}); header links: {hrefs}")
@@ -500,7 +534,7 @@ def test_page_reads_right(reader: Reader, page: TocPage) -> None:
     problems += [f"equation not typeset: {m!r}" for m in math["untypeset"]]
     problems += [f"MathJax error: {e!r}" for e in math["errors"]]
     for match in RAW_TEX.finditer(math["text"]):
-        context = math["text"][max(0, match.start() - 40):match.end() + 40].replace("\n", " ")
+        context = math["text"][max(0, match.start() - 40) : match.end() + 40].replace("\n", " ")
         problems.append(f"raw TeX left in the text: ...{context}...")
 
     images = reader.page.evaluate(JS_IMAGES)
@@ -518,8 +552,10 @@ def test_page_reads_right(reader: Reader, page: TocPage) -> None:
                 continue
             bg, ratio = _figure_contrast(img.screenshot(animations="disabled"))
             if bg < 0.4 or ratio < MIN_CONTRAST:
-                problems.append(f"[dark] figure {images[i]['src']}: background luminance {bg:.2f}, "
-                                f"ink contrast {ratio:.1f} (want >= 0.4 and >= {MIN_CONTRAST})")
+                problems.append(
+                    f"[dark] figure {images[i]['src']}: background luminance {bg:.2f}, "
+                    f"ink contrast {ratio:.1f} (want >= 0.4 and >= {MIN_CONTRAST})"
+                )
     finally:
         reader.set_theme("light")
 
@@ -533,9 +569,12 @@ def test_page_reads_right(reader: Reader, page: TocPage) -> None:
 
 def test_landing_page_lists_every_page(reader: Reader, screenshots: Path) -> None:
     reader.visit("index.html", redirects_to=PAGES[0].html)  # index.html redirects to the root page
-    nav = set(reader.page.eval_on_selector_all(
-        "nav.bd-links a[href], .navbar-brand[href]",
-        "els => els.map(a => new URL(a.href).pathname.replace(/^\\//, ''))"))
+    nav = set(
+        reader.page.eval_on_selector_all(
+            "nav.bd-links a[href], .navbar-brand[href]",
+            "els => els.map(a => new URL(a.href).pathname.replace(/^\\//, ''))",
+        )
+    )
     missing = [p.html for p in PAGES if p.html not in nav]
     assert not missing, f"pages of _toc.yml missing from the sidebar: {missing} (sidebar: {sorted(nav)})"
     reader.page.screenshot(path=str(screenshots / "landing.png"))
@@ -551,7 +590,8 @@ def test_search_finds_a_chapter_term(reader: Reader, site: Path, term: str) -> N
     summary = reader.page.locator("#search-results p.search-summary")
     summary.wait_for(state="attached")
     hits = reader.page.eval_on_selector_all(
-        "#search-results ul.search li a", "els => els.map(a => a.getAttribute('href').split(/[?#]/)[0])")
+        "#search-results ul.search li a", "els => els.map(a => a.getAttribute('href').split(/[?#]/)[0])"
+    )
     assert hits, f"searching {term!r} found nothing: {summary.inner_text()}"
     assert set(hits) <= {p.html for p in PAGES}, f"search hits outside the book: {hits}"
     assert set(hits) & having, f"search hits {hits} miss every page containing {term!r}: {sorted(having)}"
@@ -578,7 +618,8 @@ def test_chapter_screenshots_light_and_dark(reader: Reader, site: Path, screensh
         reader.page.reload(wait_until="load")
         reader.wait_for_mathjax()
         theme, background = reader.page.evaluate(
-            "() => [document.documentElement.dataset.theme, getComputedStyle(document.body).backgroundColor]")
+            "() => [document.documentElement.dataset.theme, getComputedStyle(document.body).backgroundColor]"
+        )
         assert theme == mode
         channels = [float(c) for c in re.findall(r"[\d.]+", background)[:3]]
         assert (sum(channels) / 3 > 128) == (mode == "light"), f"{mode} theme, body background {background}"

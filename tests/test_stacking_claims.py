@@ -1,4 +1,5 @@
-"""The claims of chapter 2 (Stacking layers), each proved on the article's example and, where it is a law, on random ones."""
+"""The claims of chapter 2 (Stacking layers), each proved on the article's example and, where it is a law, on
+random ones."""
 
 from __future__ import annotations
 
@@ -147,7 +148,7 @@ def test_output_holds_only_top_layer_stack_is_composition_of_layers():
         output, hn = rnn(x, h0)
         seq = x
         for layer in range(3):
-            seq, h_last = one_layer_with(rnn, layer)(seq, h0[layer:layer + 1])
+            seq, h_last = one_layer_with(rnn, layer)(seq, h0[layer : layer + 1])
             assert torch.allclose(h_last[0], hn[layer], rtol=0, atol=1e-12)
     assert torch.allclose(seq, output, rtol=0, atol=1e-12)
 
@@ -155,8 +156,16 @@ def test_output_holds_only_top_layer_stack_is_composition_of_layers():
 def test_weight_shapes_per_layer():
     torch.manual_seed(ARTICLE_SEED)
     shapes = {k: tuple(v.shape) for k, v in nn.RNN(3, 5, 2).named_parameters()}
-    assert shapes == {"weight_ih_l0": (5, 3), "weight_hh_l0": (5, 5), "bias_ih_l0": (5,), "bias_hh_l0": (5,),
-                      "weight_ih_l1": (5, 5), "weight_hh_l1": (5, 5), "bias_ih_l1": (5,), "bias_hh_l1": (5,)}
+    assert shapes == {
+        "weight_ih_l0": (5, 3),
+        "weight_hh_l0": (5, 5),
+        "bias_ih_l0": (5,),
+        "bias_hh_l0": (5,),
+        "weight_ih_l1": (5, 5),
+        "weight_hh_l1": (5, 5),
+        "bias_ih_l1": (5,),
+        "bias_hh_l1": (5,),
+    }
 
 
 def test_layers_have_independent_parameters():
@@ -224,8 +233,14 @@ def test_two_loop_numpy_equals_nn_rnn_float64_article():
 
 
 @settings(max_examples=20, deadline=None, derandomize=True, database=None)
-@given(seed=st.integers(0, 10_000), T=st.integers(1, 6), N=st.integers(1, 3), D=st.integers(1, 4),
-       H=st.integers(1, 5), L=st.integers(1, 4))
+@given(
+    seed=st.integers(0, 10_000),
+    T=st.integers(1, 6),
+    N=st.integers(1, 3),
+    D=st.integers(1, 4),
+    H=st.integers(1, 5),
+    L=st.integers(1, 4),
+)
 def test_two_loop_numpy_equals_nn_rnn_any_stack(seed, T, N, D, H, L):
     rnn, x, h0 = random_stack(seed, T, N, D, H, L)
     with torch.no_grad():
@@ -330,7 +345,13 @@ def test_figure_highlights_exactly_output_and_h_n():
             expected = {(True, False): "output", (False, True): "h_n", (True, True): "both"}.get((in_output, in_h_n))
             assert cells.get((l, t)) == expected, (l, t)
     fig = draw_output_and_h_n(L, T)
-    filled = {p.get_gid() for p in fig.axes[0].patches if p.get_gid() and p.get_facecolor()[:3] != (1.0, 1.0, 1.0)
-              and str(p.get_gid()).startswith("node:(") and p.get_facecolor()[:3] != (0.9490196078431372,) * 3}
+    filled = {
+        p.get_gid()
+        for p in fig.axes[0].patches
+        if p.get_gid()
+        and p.get_facecolor()[:3] != (1.0, 1.0, 1.0)
+        and str(p.get_gid()).startswith("node:(")
+        and p.get_facecolor()[:3] != (0.9490196078431372,) * 3
+    }
     assert filled == {f"node:{n}" for n in roles}
     plt.close(fig)

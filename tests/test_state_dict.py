@@ -33,8 +33,11 @@ def shapes_of(state_dict) -> dict[str, tuple[int, ...]]:
 @pytest.mark.parametrize("cfg", CONFIGS, ids=config_id)
 def test_keys_and_shapes_equal_nn_rnn(cfg) -> None:
     expected = shapes_of(nn.RNN(**cfg).state_dict())
-    for got in (shapes_of(NumpyRNN(**cfg, seed=0).state_dict()), shapes_of(TorchRNN(**cfg).state_dict()),
-                param_shapes(**cfg)):
+    for got in (
+        shapes_of(NumpyRNN(**cfg, seed=0).state_dict()),
+        shapes_of(TorchRNN(**cfg).state_dict()),
+        param_shapes(**cfg),
+    ):
         assert list(got.items()) == list(expected.items())  # same names, same shapes, same order
 
 
@@ -75,8 +78,17 @@ def test_from_torch_copies_config_weights_and_mode() -> None:
     torch.manual_seed(54)
     rnn = nn.RNN(3, 4, 2, "relu", False, True, 0.25, True).eval()
     model = NumpyRNN.from_torch(rnn)
-    for attr in ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias", "batch_first", "dropout",
-                 "bidirectional", "training"):
+    for attr in (
+        "input_size",
+        "hidden_size",
+        "num_layers",
+        "nonlinearity",
+        "bias",
+        "batch_first",
+        "dropout",
+        "bidirectional",
+        "training",
+    ):
         assert getattr(model, attr) == getattr(rnn, attr), attr
     assert model.dtype == np.float64
     assert all(np.array_equal(model.params[k], v.double().numpy()) for k, v in rnn.state_dict().items())
@@ -142,8 +154,11 @@ def test_load_state_dict_lists_every_problem_at_once_and_leaves_params_unchanged
     with pytest.raises(ValueError) as info:
         model.load_state_dict(sd)
     message = str(info.value)
-    for part in ("missing keys ['bias_hh_l0']", "unexpected keys ['extra']",
-                 "weight_hh_l0: expected shape (4, 4), got (4, 5)"):
+    for part in (
+        "missing keys ['bias_hh_l0']",
+        "unexpected keys ['extra']",
+        "weight_hh_l0: expected shape (4, 4), got (4, 5)",
+    ):
         assert part in message
     assert all(np.array_equal(before[k], model.params[k]) for k in before)
 
@@ -178,6 +193,11 @@ def test_torch_rnn_from_torch_copies_configuration_weights_and_mode():
     copy = TorchRNN.from_torch(rnn)
     assert not copy.training
     assert (copy.num_layers, copy.nonlinearity, copy.bias, copy.batch_first, copy.bidirectional) == (
-        2, "relu", False, True, True)
-    for (k1, v1), (k2, v2) in zip(rnn.state_dict().items(), copy.state_dict().items()):
+        2,
+        "relu",
+        False,
+        True,
+        True,
+    )
+    for (k1, v1), (k2, v2) in zip(rnn.state_dict().items(), copy.state_dict().items(), strict=True):
         assert k1 == k2 and torch.equal(v1, v2)

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.skipif(not SOLUTIONS, reason="no coursework notebooks i
 # Slow: the student edition of the site
 # --------------------------------------------------------------------------------------
 
+
 class _Text(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
@@ -72,7 +73,7 @@ def directive_bodies(markdown: str, name: str) -> list[str]:
         if not m:
             continue
         fence, body = m.group(1), []
-        while i < len(lines) and not re.fullmatch(re.escape(fence[0]) + "{%d,}" % len(fence), lines[i].strip()):
+        while i < len(lines) and not re.fullmatch(re.escape(fence[0]) + f"{{{len(fence)},}}", lines[i].strip()):
             body.append(lines[i])
             i += 1
         bodies.append("\n".join(ln for ln in body if not re.match(r"^:\w[\w-]*:", ln)))
@@ -108,8 +109,9 @@ def page_markdown(path: Path) -> str:
 @pytest.fixture(scope="module")
 def student_site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
-    result = subprocess.run([PYTHON, str(TOOL), "site", "--out", str(out), "--quiet"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=900)
+    result = subprocess.run(
+        [PYTHON, str(TOOL), "site", "--out", str(out), "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=900
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "WARNING" not in result.stderr, result.stderr[-5000:]
     return out / "html"

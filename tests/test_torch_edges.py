@@ -52,7 +52,7 @@ def assert_same_outputs_and_grads(reference: nn.Module, ours: nn.Module, x: Tens
     assert [name for name, _ in ours.named_parameters()] == names
     grads_ref = torch.autograd.grad(loss(out_ref, hn_ref), list(reference.parameters()))
     grads = torch.autograd.grad(loss(out, hn), list(ours.parameters()))
-    for name, g_ref, g in zip(names, grads_ref, grads):
+    for name, g_ref, g in zip(names, grads_ref, grads, strict=True):
         torch.testing.assert_close(g, g_ref, rtol=0, atol=1e-12, msg=name)
 
 
@@ -74,7 +74,7 @@ def test_functional_call_uses_the_given_parameters_like_nn_rnn(config) -> None:
     torch.testing.assert_close(hn, hn_ref, rtol=0, atol=1e-12)
     grads_ref = torch.autograd.grad(loss(out_ref, hn_ref), list(params.values()))
     grads = torch.autograd.grad(loss(out, hn), list(params.values()))
-    for name, g_ref, g in zip(params, grads_ref, grads):
+    for name, g_ref, g in zip(params, grads_ref, grads, strict=True):
         torch.testing.assert_close(g, g_ref, rtol=0, atol=1e-12, msg=name)
 
 
@@ -153,8 +153,8 @@ ALL_WEIGHTS_CONFIGS = [
 def test_torch_rnn_all_weights_are_nn_rnns_in_structure_and_value(config) -> None:
     reference, ours = pair(**config)
     assert [len(ws) for ws in ours.all_weights] == [len(ws) for ws in reference.all_weights]
-    for ws_ref, ws in zip(reference.all_weights, ours.all_weights):
-        for w_ref, w in zip(ws_ref, ws):
+    for ws_ref, ws in zip(reference.all_weights, ours.all_weights, strict=True):
+        for w_ref, w in zip(ws_ref, ws, strict=True):
             assert isinstance(w, nn.Parameter)
             assert torch.equal(w, w_ref)
 
@@ -165,7 +165,7 @@ def test_torch_rnn_all_weights_are_the_live_parameters(config) -> None:
     params = list(ours.parameters())
     flat = [w for ws in ours.all_weights for w in ws]
     assert len(flat) == len(params)
-    assert all(w is p for w, p in zip(flat, params))  # registration order is all_weights' order
+    assert all(w is p for w, p in zip(flat, params, strict=True))  # registration order is all_weights' order
 
 
 def test_torch_rnn_all_weights_show_a_parametrized_weight_as_nn_rnn_does() -> None:
@@ -181,15 +181,15 @@ def test_numpy_rnn_all_weights_are_nn_rnns_as_arrays(config) -> None:
     reference, _ = pair(**config)
     ours = NumpyRNN.from_torch(reference)
     assert [len(ws) for ws in ours.all_weights] == [len(ws) for ws in reference.all_weights]
-    for ws_ref, ws in zip(reference.all_weights, ours.all_weights):
-        for w_ref, w in zip(ws_ref, ws):
+    for ws_ref, ws in zip(reference.all_weights, ours.all_weights, strict=True):
+        for w_ref, w in zip(ws_ref, ws, strict=True):
             assert isinstance(w, np.ndarray)
             np.testing.assert_array_equal(w, w_ref.detach().numpy())
 
 
 def test_numpy_rnn_all_weights_are_the_arrays_of_params() -> None:
     ours = NumpyRNN(3, 5, 2, bidirectional=True, seed=0)
-    assert all(w is p for w, p in zip((w for ws in ours.all_weights for w in ws), ours.params.values()))
+    assert all(w is p for w, p in zip((w for ws in ours.all_weights for w in ws), ours.params.values(), strict=True))
 
 
 def test_flatten_parameters_changes_nothing() -> None:
@@ -199,7 +199,7 @@ def test_flatten_parameters_changes_nothing() -> None:
     params = list(ours.parameters())
     reference.flatten_parameters()
     assert ours.flatten_parameters() is None
-    assert all(p is q for p, q in zip(ours.parameters(), params))
+    assert all(p is q for p, q in zip(ours.parameters(), params, strict=True))
     after = ours(x)
     assert torch.equal(after[0], before[0]) and torch.equal(after[1], before[1])
     torch.testing.assert_close(after[0], reference(x)[0], rtol=0, atol=1e-12)
@@ -269,7 +269,7 @@ def test_dropout_one_gradients_equal_nn_rnns() -> None:
     d_out = np.broadcast_to(np.linspace(-1, 1, out.shape[-1]), out.shape).copy()
     dx, _ = ours.backward(d_out, 2 * hn)  # the gradient of loss(): the weights of the output, 2 h_n
     np.testing.assert_allclose(dx, grads_ref[0].numpy(), rtol=0, atol=1e-12)
-    for (name, _), g_ref, g_twin in zip(reference.named_parameters(), grads_ref[1:], grads_twin[1:]):
+    for (name, _), g_ref, g_twin in zip(reference.named_parameters(), grads_ref[1:], grads_twin[1:], strict=True):
         np.testing.assert_allclose(ours.grads[name], g_ref.numpy(), rtol=0, atol=1e-12, err_msg=name)
         torch.testing.assert_close(g_twin, g_ref, rtol=0, atol=1e-12, msg=name)
     assert np.abs(ours.grads["weight_ih_l0"]).sum() > 0  # layer 0's own h_n still reaches it
@@ -372,15 +372,18 @@ def test_empty_batch_backward_equals_nn_rnns(config, shape) -> None:
     grads["NumpyRNN"] = (dx, dh0, *ours.grads.values())
     for name in ("TorchRNN", "NumpyRNN"):
         assert len(grads[name]) == len(grads["nn.RNN"])
-        for g, g_ref in zip(grads[name], grads["nn.RNN"]):
+        for g, g_ref in zip(grads[name], grads["nn.RNN"], strict=True):
             assert tuple(g.shape) == tuple(g_ref.shape)
             np.testing.assert_array_equal(np.asarray(g), g_ref.numpy())
             assert not np.asarray(g).any()
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("lengths", [np.array([], dtype=np.int64), torch.tensor([], dtype=torch.int64), []],
-                         ids=["int64-array", "int64-tensor", "list"])
+@pytest.mark.parametrize(
+    "lengths",
+    [np.array([], dtype=np.int64), torch.tensor([], dtype=torch.int64), []],
+    ids=["int64-array", "int64-tensor", "list"],
+)
 def test_empty_batch_with_empty_lengths_runs(kind, lengths) -> None:
     """nn.RNN cannot take this (``pack_padded_sequence`` refuses to pack an empty batch); ours returns it empty."""
     with pytest.raises(RuntimeError, match="Cannot pack empty tensors"):

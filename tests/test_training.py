@@ -10,18 +10,28 @@ prediction barely depends on early inputs, whatever the depth.
 from __future__ import annotations
 
 import contextlib
+from itertools import pairwise
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from rnnlib.training.data import CharVocab, adding_problem, load_corpus, train_val_split
 from rnnlib.gradcheck import numerical_gradient, rel_error
+from rnnlib.training.data import CharVocab, adding_problem, load_corpus, train_val_split
 from rnnlib.training.models import NumpyRNNLM, TorchRNNLM, TorchRNNRegressor, softmax_cross_entropy
 from rnnlib.training.optim import SGD, Adam
-from rnnlib.training.train import (adding_experiment, evaluate_lm, input_gradient_norms, lm_batches, moving_average,
-                          plot_loss_curves, torch_lm_loss, train_numpy_lm, train_torch_lm)
+from rnnlib.training.train import (
+    adding_experiment,
+    evaluate_lm,
+    input_gradient_norms,
+    lm_batches,
+    moving_average,
+    plot_loss_curves,
+    torch_lm_loss,
+    train_numpy_lm,
+    train_torch_lm,
+)
 
 V, H, T, N = 7, 5, 6, 3
 
@@ -160,16 +170,18 @@ def test_sampling_is_seeded_and_temperature_zero_is_argmax():
 def test_sampling_without_carrying_the_state_only_sees_the_last_character():
     nm = NumpyRNNLM(V, H, 2, seed=0)
     out = nm.sample([3, 1, 4], 12, temperature=0, carry_state=False)
-    for prev, nxt in zip(out[:-1], out[1:]):  # each draw is a function of the previous character alone
+    for prev, nxt in pairwise(out):  # each draw is a function of the previous character alone
         logits, _ = nm.forward(np.array([[prev]]))
         assert int(np.argmax(logits[-1, 0])) == nxt
 
 
 def test_adding_experiment_is_reproducible():
-    _, h1 = adding_experiment(6, 2, "relu", hidden_size=8, steps=15, batch_size=8, lr=1e-2,
-                              dtype=torch.float64, progress=False)
-    _, h2 = adding_experiment(6, 2, "relu", hidden_size=8, steps=15, batch_size=8, lr=1e-2,
-                              dtype=torch.float64, progress=False)
+    _, h1 = adding_experiment(
+        6, 2, "relu", hidden_size=8, steps=15, batch_size=8, lr=1e-2, dtype=torch.float64, progress=False
+    )
+    _, h2 = adding_experiment(
+        6, 2, "relu", hidden_size=8, steps=15, batch_size=8, lr=1e-2, dtype=torch.float64, progress=False
+    )
     np.testing.assert_array_equal(h1.loss, h2.loss)
     assert h1.extra["test_mse"] == h2.extra["test_mse"]
     assert h1.extra["params"] == 8 * 2 + 8 * 8 + 16 + 2 * 8 * 8 + 16 + 8 + 1
@@ -201,7 +213,7 @@ def test_higher_temperature_flattens_the_distribution():
         assert abs(p.sum() - 1) < 1e-12
         entropies.append(-np.sum(p[p > 0] * np.log(p[p > 0])))
     assert entropies[0] == 0.0  # temperature 0: all the mass on the argmax
-    assert all(a < b for a, b in zip(entropies, entropies[1:]))
+    assert all(a < b for a, b in pairwise(entropies))
     assert abs(entropies[-1] - np.log(4)) < 1e-6  # infinite temperature: uniform
 
 
@@ -220,8 +232,11 @@ def test_carrying_an_attached_state_across_batches_fails_in_torch_and_detaching_
     model = TorchRNNLM(len(vocab), 8, 2, dtype=torch.float64)
     for detach in (False, True):
         h = None
-        with (pytest.raises(RuntimeError, match="backward through the graph a second time")
-              if not detach else contextlib.nullcontext()):
+        with (
+            pytest.raises(RuntimeError, match="backward through the graph a second time")
+            if not detach
+            else contextlib.nullcontext()
+        ):
             for x, y in list(stream_batches(train[:3000], 16, 4))[:3]:
                 loss, h = torch_lm_loss(model, x, y, h.detach() if (detach and h is not None) else h)
                 model.zero_grad()
@@ -240,8 +255,9 @@ def test_validation_read_like_training_is_close_to_training_and_context_lowers_i
     vocab, (train, val) = genesis
     torch.manual_seed(0)
     model = NumpyRNNLM.from_torch(TorchRNNLM(len(vocab), 96, 2, dtype=torch.float64))
-    history = train_numpy_lm(model, NumpyAdam(model.params, lr=1e-2), lm_batches(train, 32, 32, 300, seed=0),
-                             clip=1.0, progress=False)
+    history = train_numpy_lm(
+        model, NumpyAdam(model.params, lr=1e-2), lm_batches(train, 32, 32, 300, seed=0), clip=1.0, progress=False
+    )
     windows, _ = model.loss(*random_windows(val, 32, 2000, np.random.default_rng(3)))
     streams = evaluate_lm(model, val)
     assert abs(windows - history.final()) < 0.1

@@ -238,8 +238,10 @@ def test_irnn_jacobian_norms_are_zero_or_one_and_beat_other_inits() -> None:
     assert set(np.unique(np.round(np.linalg.norm(J, ord=2, axis=(2, 3)), 12))) <= {0.0, 1.0}
     orth = NumpyRNN(D, H, 1, "tanh", seed=0)
     set_recurrent_weights(orth, 1.0, "orthogonal", seed=1)
-    at_50 = {name: hidden_state_jacobian_norms(m, x)[50] for name, m in
-             {"irnn": irnn, "orth": orth, "default": NumpyRNN(D, H, 1, "tanh", seed=0)}.items()}
+    at_50 = {
+        name: hidden_state_jacobian_norms(m, x)[50]
+        for name, m in {"irnn": irnn, "orth": orth, "default": NumpyRNN(D, H, 1, "tanh", seed=0)}.items()
+    }
     assert at_50["irnn"] == 1.0 and at_50["irnn"] > at_50["orth"] > 1e6 * at_50["default"]
 
 
@@ -271,8 +273,12 @@ def _torch_residual_stack(params, x, num_layers):
     for l in range(num_layers):
         h, states = torch.zeros(x.shape[1], params[f"weight_hh_l{l}"].shape[0], dtype=x.dtype), []
         for t in range(x.shape[0]):
-            h = torch.tanh(u[t] @ params[f"weight_ih_l{l}"].T + params[f"bias_ih_l{l}"]
-                           + h @ params[f"weight_hh_l{l}"].T + params[f"bias_hh_l{l}"])
+            h = torch.tanh(
+                u[t] @ params[f"weight_ih_l{l}"].T
+                + params[f"bias_ih_l{l}"]
+                + h @ params[f"weight_hh_l{l}"].T
+                + params[f"bias_hh_l{l}"]
+            )
             states.append(h)
         h_seq = torch.stack(states)
         h_n.append(h)
@@ -282,7 +288,8 @@ def _torch_residual_stack(params, x, num_layers):
 
 @pytest.mark.parametrize("D_in, L", [(D, 3), (H, 3), (D, 1)])
 def test_residual_backward_matches_autograd(D_in, L):
-    """rnnlib.training.residual's forward and hand-written backward equal autograd on the same residual stack, in float64."""
+    """rnnlib.training.residual's forward and hand-written backward equal autograd on the same residual stack, in
+    float64."""
     import torch
 
     from rnnlib.training.residual import residual_backward, residual_forward

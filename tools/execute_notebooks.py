@@ -15,7 +15,6 @@ is left as it was and the script exits non-zero.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,7 +75,10 @@ def unsaved_work(paths: list[Path]) -> list[Path]:
     try:
         out = subprocess.run(
             ["git", "status", "--porcelain", "--", *map(str, paths)],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return list(paths)
@@ -103,8 +105,11 @@ def main(argv: list[str]) -> int:
     edited = [] if force else unsaved_work(listed)
     if edited:
         for p in edited:
-            print(f"refusing to re-execute {p.relative_to(ROOT)}: it has uncommitted changes "
-                  "that re-execution would overwrite (commit them, or pass --force)", file=sys.stderr)
+            print(
+                f"refusing to re-execute {p.relative_to(ROOT)}: it has uncommitted changes "
+                "that re-execution would overwrite (commit them, or pass --force)",
+                file=sys.stderr,
+            )
         return 2
     failed = []
     for path in listed:

@@ -74,7 +74,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 GRADER = ROOT / "tools" / "coursework.py"  # a module constant so that tests can stand in a fake grader
@@ -90,6 +90,7 @@ GRADED, ERROR, TIMEOUT, MISSING = "graded", "error", "timeout", "missing"
 # --------------------------------------------------------------------------------------
 # Finding the submissions
 # --------------------------------------------------------------------------------------
+
 
 @dataclass
 class Submission:
@@ -167,6 +168,7 @@ def solution_tasks(assignment: str | None, source_dir: Path) -> list[tuple[str, 
 # Keys and the cache
 # --------------------------------------------------------------------------------------
 
+
 def grader_fingerprint(source_dir: Path, root: Path = ROOT) -> str:
     """A hash of everything that decides a grade: the grader, the course package, the solutions.
 
@@ -201,9 +203,13 @@ def valid_report(report: Any) -> str:
     if not isinstance(tasks, list) or not tasks:
         return "the report lists no tasks"
     for t in tasks:
-        if not (isinstance(t, dict) and isinstance(t.get("grade_id"), str)
-                and _number(t.get("points")) and _number(t.get("max_points"))
-                and 0 <= t["points"] <= t["max_points"]):
+        if not (
+            isinstance(t, dict)
+            and isinstance(t.get("grade_id"), str)
+            and _number(t.get("points"))
+            and _number(t.get("max_points"))
+            and 0 <= t["points"] <= t["max_points"]
+        ):
             return f"the report has a malformed task: {str(t)[:200]}"
     if not isinstance(report.get("assignment"), str):
         return "the report names no assignment"
@@ -227,6 +233,7 @@ def load_report(path: Path) -> tuple[dict | None, str]:
 # --------------------------------------------------------------------------------------
 # Writing inside OUT: atomically, never through a link
 # --------------------------------------------------------------------------------------
+
 
 def safe_dir(out: Path, *parts: str) -> Path:
     """``out/parts...`` as real folders: a symbolic link on the way is removed, not followed."""
@@ -273,6 +280,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
 # Running one job
 # --------------------------------------------------------------------------------------
 
+
 @dataclass
 class Outcome:
     """What became of one submission."""
@@ -291,11 +299,20 @@ def wall_timeout(cell_timeout: float) -> float:
     return cell_timeout * 20 + 120
 
 
-def grade_command(notebook: Path, report: Path, source_dir: Path, timeout: float,
-                  assignment: str | None) -> list[str]:
+def grade_command(notebook: Path, report: Path, source_dir: Path, timeout: float, assignment: str | None) -> list[str]:
     """The grader's command line for one submission (also what ``--plan`` prints)."""
-    cmd = [sys.executable, str(GRADER), "--source-dir", str(source_dir), "grade", str(notebook),
-           "--json", str(report), "--timeout", f"{timeout:g}"]
+    cmd = [
+        sys.executable,
+        str(GRADER),
+        "--source-dir",
+        str(source_dir),
+        "grade",
+        str(notebook),
+        "--json",
+        str(report),
+        "--timeout",
+        f"{timeout:g}",
+    ]
     return cmd + (["--assignment", assignment] if assignment else [])
 
 
@@ -316,8 +333,9 @@ class Jobs:
         with self._lock:
             if self.stopping:
                 raise RuntimeError("the batch was interrupted")
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    cwd=cwd, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
+            )
             self._procs.add(proc)
             return proc
 
@@ -405,13 +423,22 @@ def run_job(sub: Submission, out: Path, source_dir: Path, timeout: float, jobs: 
 # The gradebook
 # --------------------------------------------------------------------------------------
 
+
 def entry_for(outcome: Outcome, source_dir: Path) -> dict:
     """One submission's object in gradebook.json (the optional report fields defaulted)."""
     sub, report = outcome.sub, outcome.report
     if report is not None:
-        tasks = [{"grade_id": t["grade_id"], "points": float(t["points"]), "max_points": float(t["max_points"]),
-                  "status": str(t.get("status", "")), "feedback": str(t.get("feedback", "")),
-                  "message": str(t.get("message", ""))} for t in report["tasks"]]
+        tasks = [
+            {
+                "grade_id": t["grade_id"],
+                "points": float(t["points"]),
+                "max_points": float(t["max_points"]),
+                "status": str(t.get("status", "")),
+                "feedback": str(t.get("feedback", "")),
+                "message": str(t.get("message", "")),
+            }
+            for t in report["tasks"]
+        ]
         raw_flags = report.get("flags") or []
         flags = [str(f) for f in raw_flags] if isinstance(raw_flags, list) else [str(raw_flags)]
         errors = sum(t["status"] == "error" for t in tasks)
@@ -421,15 +448,37 @@ def entry_for(outcome: Outcome, source_dir: Path) -> dict:
         assignment, sandbox = report["assignment"], str(report.get("sandbox") or "")
     else:
         # No report: every task of the assignment (if the folder tells which) at zero points.
-        tasks = [{"grade_id": gid, "points": 0.0, "max_points": mx, "status": outcome.status,
-                  "feedback": "not graded", "message": ""} for gid, mx in solution_tasks(sub.assignment, source_dir)]
+        tasks = [
+            {
+                "grade_id": gid,
+                "points": 0.0,
+                "max_points": mx,
+                "status": outcome.status,
+                "feedback": "not graded",
+                "message": "",
+            }
+            for gid, mx in solution_tasks(sub.assignment, source_dir)
+        ]
         flags, notes = [f"{outcome.status}: {outcome.reason}"], [outcome.reason]
         assignment, sandbox = sub.assignment or sub.folder, ""
-    return {"student": sub.student, "assignment": assignment, "folder": sub.folder, "submission": str(sub.path),
-            "sha256": sub.sha256, "points": sum(t["points"] for t in tasks),
-            "max_points": sum(t["max_points"] for t in tasks), "tasks": tasks, "flags": flags, "notes": notes,
-            "sandbox": sandbox, "status": outcome.status, "reason": outcome.reason, "reused": outcome.reused,
-            "log": outcome.log, "feedback": ""}
+    return {
+        "student": sub.student,
+        "assignment": assignment,
+        "folder": sub.folder,
+        "submission": str(sub.path),
+        "sha256": sub.sha256,
+        "points": sum(t["points"] for t in tasks),
+        "max_points": sum(t["max_points"] for t in tasks),
+        "tasks": tasks,
+        "flags": flags,
+        "notes": notes,
+        "sandbox": sandbox,
+        "status": outcome.status,
+        "reason": outcome.reason,
+        "reused": outcome.reused,
+        "log": outcome.log,
+        "feedback": "",
+    }
 
 
 def add_review_flags(entries: list[dict]) -> None:
@@ -464,10 +513,28 @@ def gradebook_csv(entries: list[dict]) -> str:
     writer.writerow(CSV_COLUMNS)
     for e in entries:
         for t in e["tasks"]:
-            writer.writerow([_csv_text(e["student"]), _csv_text(e["assignment"]), _csv_text(t["grade_id"]),
-                             _fmt(t["points"]), _fmt(t["max_points"]), _csv_text(t["status"]), ""])
-        writer.writerow([_csv_text(e["student"]), _csv_text(e["assignment"]), "total", _fmt(e["points"]),
-                         _fmt(e["max_points"]), e["status"], _csv_text("; ".join(e["flags"]))])
+            writer.writerow(
+                [
+                    _csv_text(e["student"]),
+                    _csv_text(e["assignment"]),
+                    _csv_text(t["grade_id"]),
+                    _fmt(t["points"]),
+                    _fmt(t["max_points"]),
+                    _csv_text(t["status"]),
+                    "",
+                ]
+            )
+        writer.writerow(
+            [
+                _csv_text(e["student"]),
+                _csv_text(e["assignment"]),
+                "total",
+                _fmt(e["points"]),
+                _fmt(e["max_points"]),
+                e["status"],
+                _csv_text("; ".join(e["flags"])),
+            ]
+        )
     return buf.getvalue()
 
 
@@ -479,8 +546,14 @@ def md_cell(text: str) -> str:
 
 def feedback_markdown(e: dict) -> str:
     """A student's feedback page: title, total, a table of task / points / feedback, the notes."""
-    lines = [f"# Feedback: {md_cell(e['assignment'])}", "", f"Student: {md_cell(e['student'])}", "",
-             f"**Total: {_fmt(e['points'])} / {_fmt(e['max_points'])}**", ""]
+    lines = [
+        f"# Feedback: {md_cell(e['assignment'])}",
+        "",
+        f"Student: {md_cell(e['student'])}",
+        "",
+        f"**Total: {_fmt(e['points'])} / {_fmt(e['max_points'])}**",
+        "",
+    ]
     if e["status"] != GRADED:
         lines += ["This submission could not be graded automatically; your teacher will look at it.", ""]
     if e["tasks"]:
@@ -489,8 +562,9 @@ def feedback_markdown(e: dict) -> str:
             text = t["feedback"]
             if t["message"] and t["message"] not in text:
                 text += "\n" + t["message"]
-            lines.append(f"| {md_cell(t['grade_id'])} | {_fmt(t['points'])} / {_fmt(t['max_points'])} "
-                         f"| {md_cell(text)} |")
+            lines.append(
+                f"| {md_cell(t['grade_id'])} | {_fmt(t['points'])} / {_fmt(t['max_points'])} | {md_cell(text)} |"
+            )
         lines.append("")
     if e["notes"] and e["status"] == GRADED:  # a failed job's reason is for the teacher (the log, paths)
         lines += ["## Notes", ""] + [f"- {md_cell(n)}" for n in e["notes"]] + [""]
@@ -504,8 +578,11 @@ def write_outputs(out: Path, entries: list[dict]) -> None:
         names[(e["student"], e["assignment"])] = names.get((e["student"], e["assignment"]), 0) + 1
     for e in entries:
         # Two notebooks for one assignment (a draft beside the answer) get one file each.
-        stem = e["assignment"] if names[(e["student"], e["assignment"])] == 1 else \
-            f"{e['assignment']}__{Path(e['submission']).stem}"
+        stem = (
+            e["assignment"]
+            if names[(e["student"], e["assignment"])] == 1
+            else f"{e['assignment']}__{Path(e['submission']).stem}"
+        )
         path = safe_dir(out, "feedback", e["student"]) / f"{stem}.md"
         atomic_write(path, feedback_markdown(e))
         e["feedback"] = str(path.relative_to(out))
@@ -516,6 +593,7 @@ def write_outputs(out: Path, entries: list[dict]) -> None:
 # --------------------------------------------------------------------------------------
 # The batch
 # --------------------------------------------------------------------------------------
+
 
 def prepare(subs: list[Submission], source_dir: Path, timeout: float) -> None:
     """Read, hash and key every submission; the assignment its folder names."""
@@ -546,8 +624,7 @@ def cached_outcome(sub: Submission, out: Path) -> Outcome | None:
     return Outcome(sub, GRADED, report, reused=True) if report is not None else None
 
 
-def run_batch(pending: list[Submission], out: Path, source_dir: Path, timeout: float,
-              n_jobs: int) -> list[Outcome]:
+def run_batch(pending: list[Submission], out: Path, source_dir: Path, timeout: float, n_jobs: int) -> list[Outcome]:
     """Grade the pending submissions on a bounded pool, with a progress bar on stderr."""
     from tqdm import tqdm
 
@@ -588,17 +665,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("submitted", help="nbgrader's submitted folder: SUBMITTED/<student>/<assignment>/*.ipynb")
     parser.add_argument("--out", required=True, help="output folder (gradebook, feedback, logs, cache)")
-    parser.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1,
-                        help="submissions graded at once (default: the number of CPUs)")
+    parser.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        help="submissions graded at once (default: the number of CPUs)",
+    )
     parser.add_argument("--timeout", type=float, default=60, help="seconds per cell, passed to the grader (default 60)")
-    parser.add_argument("--source-dir", default=str(DEFAULT_SOURCE_DIR),
-                        help="folder of the solution notebooks (default: chapters/coursework)")
+    parser.add_argument(
+        "--source-dir",
+        default=str(DEFAULT_SOURCE_DIR),
+        help="folder of the solution notebooks (default: chapters/coursework)",
+    )
     parser.add_argument("--force", action="store_true", help="grade every submission again, ignoring the cache")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--plan", action="store_true",
-                      help="only print the grader's command for each submission not yet in the cache")
-    mode.add_argument("--collect-only", action="store_true",
-                      help="grade nothing: the gradebook from the cached reports")
+    mode.add_argument(
+        "--plan", action="store_true", help="only print the grader's command for each submission not yet in the cache"
+    )
+    mode.add_argument(
+        "--collect-only", action="store_true", help="grade nothing: the gradebook from the cached reports"
+    )
     return parser.parse_args(argv)
 
 
@@ -606,8 +692,10 @@ def summary(entries: list[dict], n_run: int, n_reused: int, wall_s: float) -> st
     """The one-line summary; the throughput counts the jobs run now (not the reused reports), over wall time."""
     failed = sum(e["status"] != GRADED for e in entries)
     rate = f"{n_run / wall_s * 60:.1f} submissions/min ({wall_s:.1f} s)" if n_run and wall_s > 0 else "nothing to grade"
-    return (f"{len(entries)} submissions: {n_run} graded now, {n_reused} reused (cached or identical), "
-            f"{failed} without a grade; {rate}")
+    return (
+        f"{len(entries)} submissions: {n_run} graded now, {n_reused} reused (cached or identical), "
+        f"{failed} without a grade; {rate}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -648,16 +736,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan:
         cache = safe_dir(out, "cache")
         for sub in unique.values():
-            print(shlex.join(grade_command(sub.path.resolve(), cache / f"{sub.key}.json", source_dir,
-                                           args.timeout, sub.assignment)))
+            print(
+                shlex.join(
+                    grade_command(
+                        sub.path.resolve(), cache / f"{sub.key}.json", source_dir, args.timeout, sub.assignment
+                    )
+                )
+            )
         return 0
 
     t0 = time.monotonic()
     try:
         graded = run_batch(list(unique.values()), out, source_dir, args.timeout, args.jobs) if unique else []
     except KeyboardInterrupt:
-        print("interrupted: the jobs were stopped; the reports graded so far are cached, a rerun resumes",
-              file=sys.stderr)
+        print(
+            "interrupted: the jobs were stopped; the reports graded so far are cached, a rerun resumes", file=sys.stderr
+        )
         return 130
     wall = time.monotonic() - t0
     by_key = {o.sub.key: o for o in graded}

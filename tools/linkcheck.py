@@ -96,10 +96,7 @@ def _parse(path: Path, cache: dict[Path, _PageParser]) -> _PageParser:
 
 def site_pages(html_dir: Path) -> list[Path]:
     """Every HTML page of the built site, in a stable order."""
-    return sorted(
-        p for p in html_dir.rglob("*.html")
-        if not set(p.relative_to(html_dir).parts[:-1]) & set(SKIP_DIRS)
-    )
+    return sorted(p for p in html_dir.rglob("*.html") if not set(p.relative_to(html_dir).parts[:-1]) & set(SKIP_DIRS))
 
 
 def check_site(html_dir: Path) -> LinkReport:
@@ -137,8 +134,7 @@ def check_site(html_dir: Path) -> LinkReport:
             fragment = unquote(parts.fragment)
             if fragment and target.suffix == ".html":
                 if fragment not in _parse(target, cache).ids:
-                    report.broken.append(
-                        f"{where}: no id {fragment!r} in {target.relative_to(html_dir).as_posix()}")
+                    report.broken.append(f"{where}: no id {fragment!r} in {target.relative_to(html_dir).as_posix()}")
     return report
 
 
@@ -152,8 +148,10 @@ def main(argv: list[str]) -> int:
     out = html_dir.parent / "external_links.txt"
     out.write_text(listing, encoding="utf8")
     print(listing, end="")
-    print(f"checked {report.local_links} local links on {report.pages} pages; "
-          f"{len(report.external)} external links listed in {out}")
+    print(
+        f"checked {report.local_links} local links on {report.pages} pages; "
+        f"{len(report.external)} external links listed in {out}"
+    )
     for line in report.broken:
         print(f"BROKEN {line}")
     if report.broken:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 
 NUMERIC_ENV: dict[str, str] = {
     "PYTHONHASHSEED": "0",
@@ -91,7 +91,7 @@ def fold_within_tolerance(fresh: str, stored: str, rel: float, abs_: float) -> s
         return fresh
     pieces = NUMBER.split(fresh)
     out = [pieces[0]]
-    for f, s, after in zip(fresh_numbers, stored_numbers, pieces[1:]):
+    for f, s, after in zip(fresh_numbers, stored_numbers, pieces[1:], strict=True):
         within = abs(float(f) - float(s)) <= abs_ + rel * abs(float(s))
         out.append((s if within else f) + after)
     return "".join(out)

@@ -67,8 +67,10 @@ class Limits:
     tmpfs_bytes: int = 64 << 20
 
 
-NO_SANDBOX = ("none: bubblewrap (bwrap) is not available here, so the submission's kernel ran as this user, "
-              "with resource limits but able to read and write what this user can")
+NO_SANDBOX = (
+    "none: bubblewrap (bwrap) is not available here, so the submission's kernel ran as this user, "
+    "with resource limits but able to read and write what this user can"
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -78,9 +80,24 @@ def available() -> bool:
     if bwrap is None or not sys.platform.startswith("linux"):
         return False
     try:
-        done = subprocess.run([bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all",
-                               "--die-with-parent", "--new-session", "true"],
-                              capture_output=True, timeout=20)
+        done = subprocess.run(
+            [
+                bwrap,
+                "--ro-bind",
+                "/",
+                "/",
+                "--dev",
+                "/dev",
+                "--proc",
+                "/proc",
+                "--unshare-all",
+                "--die-with-parent",
+                "--new-session",
+                "true",
+            ],
+            capture_output=True,
+            timeout=20,
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0
@@ -89,8 +106,10 @@ def available() -> bool:
 def description() -> str:
     """One line for the report: what isolated the kernel."""
     if available():
-        return ("bubblewrap: read-only system, no repository or other submissions in view, throwaway home, "
-                "no network, own PID namespace, resource limits")
+        return (
+            "bubblewrap: read-only system, no repository or other submissions in view, throwaway home, "
+            "no network, own PID namespace, resource limits"
+        )
     return NO_SANDBOX
 
 
@@ -198,8 +217,18 @@ def kernel_argv(job: Path, limits: Limits, extra_ro: Sequence[Path] = ()) -> lis
     cmd = [python, "-s", "-c", launcher, "-f", "{connection_file}"]
     if not available():
         return cmd
-    args = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
-            "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    args = [
+        shutil.which("bwrap") or "bwrap",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+    ]
     if limits.tmpfs_bytes:
         args[-2:-2] = ["--size", str(limits.tmpfs_bytes)]
     system = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys"]
@@ -223,6 +252,7 @@ def kernel_argv(job: Path, limits: Limits, extra_ro: Sequence[Path] = ()) -> lis
 # --------------------------------------------------------------------------------------
 # Integrity: what the grader relies on must be the same before and after a grading
 # --------------------------------------------------------------------------------------
+
 
 def _hash_tree(root: Path, out: dict[str, str], *, suffixes: tuple[str, ...] | None = None) -> None:
     """Record each file's identity: size, modification and *change* times, inode.
@@ -289,6 +319,7 @@ def changed(before: dict[str, str], after: dict[str, str]) -> list[str]:
 # --------------------------------------------------------------------------------------
 # Without a sandbox: make orphans come back to us, and sweep them at the end
 # --------------------------------------------------------------------------------------
+
 
 def become_subreaper() -> bool:
     """Linux: orphaned descendants re-parent to this process instead of init (PR_SET_CHILD_SUBREAPER),

@@ -192,7 +192,7 @@ class _Canonicaliser(ast.NodeTransformer):
             return node
         return [
             ast.copy_location(ast.Assign(targets=[t], value=v), node)
-            for t, v in zip(target.elts, value.elts)
+            for t, v in zip(target.elts, value.elts, strict=True)
         ]
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
@@ -381,10 +381,7 @@ def solution_region(source: str) -> str:
     parses on its own), joined by newlines; the whole source if the cell has no markers.
     """
     lines = source.split("\n")
-    return "\n".join(
-        textwrap.dedent("\n".join(lines[first - 1 : last]))
-        for first, last in _region_line_ranges(source)
-    )
+    return "\n".join(textwrap.dedent("\n".join(lines[first - 1 : last])) for first, last in _region_line_ranges(source))
 
 
 def _statement_lists(node: ast.AST) -> Iterator[list[ast.stmt]]:
@@ -439,10 +436,7 @@ def _region_runs(tree: ast.Module, ranges: list[tuple[int, int]]) -> list[list[a
 def _count_tokens(code: str) -> int:
     """Meaningful tokens (names, operators, numbers, strings) in ``code``."""
     try:
-        return sum(
-            tok.type in _SIGNIFICANT_TOKENS
-            for tok in tokenize.generate_tokens(io.StringIO(code).readline)
-        )
+        return sum(tok.type in _SIGNIFICANT_TOKENS for tok in tokenize.generate_tokens(io.StringIO(code).readline))
     except (tokenize.TokenError, SyntaxError):
         return len(code.split())
 
@@ -461,9 +455,7 @@ def _too_short(runs: list[list[ast.stmt]], bound: set[str], min_tokens: int) -> 
     return len(written) <= 1 and not has_body
 
 
-def _appears_in(
-    run: list[ast.stmt], ref_bound: set[str], tree: ast.Module, sub_bound: set[str]
-) -> bool:
+def _appears_in(run: list[ast.stmt], ref_bound: set[str], tree: ast.Module, sub_bound: set[str]) -> bool:
     """Whether ``run``, renamed on its own, equals some window of a body of ``tree``.
 
     Each window is renamed on its own too, so the names the submission introduced
@@ -523,9 +515,7 @@ def reference_matches(
         if _too_short(runs, ref_bound, min_tokens):
             continue
         sub_bound = _bound_names(sub_tree)
-        whole_equal = ref_tree is not None and _renamed(ref_tree.body, ref_bound) == _renamed(
-            sub_tree.body, sub_bound
-        )
+        whole_equal = ref_tree is not None and _renamed(ref_tree.body, ref_bound) == _renamed(sub_tree.body, sub_bound)
         if whole_equal or all(_appears_in(run, ref_bound, sub_tree, sub_bound) for run in runs):
             matches.append(grade_id)
     return matches

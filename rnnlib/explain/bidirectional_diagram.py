@@ -73,7 +73,8 @@ def bidirectional_stack_graph(num_layers: int, seq_len: int) -> tuple[list[BiNod
 
 
 def bidirectional_h_n(num_layers: int, seq_len: int) -> list[BiNode]:
-    """The states in ``h_n``, in ``nn.RNN``'s order: ``h_n[2(l-1)]`` is forward at ``T``, ``h_n[2l-1]`` backward at 1."""
+    """The states in ``h_n``, in ``nn.RNN``'s order: ``h_n[2(l-1)]`` is forward at ``T``, ``h_n[2l-1]`` backward
+    at 1."""
     _check(num_layers, seq_len)
     return [node for l in range(1, num_layers + 1) for node in (("fwd", l, seq_len), ("bwd", l, 1))]
 
@@ -85,7 +86,8 @@ def _position(node: BiNode) -> tuple[float, float]:
 
 
 def draw_bidirectional(num_layers: int, seq_len: int, title: str | None = None) -> Figure:
-    """Draw the graph of :func:`bidirectional_stack_graph`: per layer a forward row, a backward row, and the concatenations.
+    """Draw the graph of :func:`bidirectional_stack_graph`: per layer a forward row, a backward row, and the
+    concatenations.
 
     Forward states and arrows are blue, backward ones vermillion, the concatenation grey; the
     states that ``h_n`` returns carry their index (``h_n[k]``) next to their box.
@@ -109,16 +111,42 @@ def draw_bidirectional(num_layers: int, seq_len: int, title: str | None = None) 
         else:
             arrow = r"\rightarrow" if kind == "fwd" else r"\leftarrow"
             label, ec, fc, ww = rf"${arrow}\, h_{{{t}}}^{{({l})}}$", DIRECTION_COLORS[kind], "white", w
-        ax.add_patch(FancyBboxPatch((x - ww / 2, y - h / 2), ww, h, boxstyle="round,pad=0.02,rounding_size=0.08",
-                                    fc=fc, ec=ec, lw=1.6 if kind in DIRECTION_COLORS else 1.0, zorder=2,
-                                    gid=f"node:{node}"))
-        ax.text(x, y, label, ha="center", va="center", fontsize=11 if kind != "cat" or l < L else 8.5, zorder=3,
-                family="monospace" if kind == "cat" and l == L else None)
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - ww / 2, y - h / 2),
+                ww,
+                h,
+                boxstyle="round,pad=0.02,rounding_size=0.08",
+                fc=fc,
+                ec=ec,
+                lw=1.6 if kind in DIRECTION_COLORS else 1.0,
+                zorder=2,
+                gid=f"node:{node}",
+            )
+        )
+        ax.text(
+            x,
+            y,
+            label,
+            ha="center",
+            va="center",
+            fontsize=11 if kind != "cat" or l < L else 8.5,
+            zorder=3,
+            family="monospace" if kind == "cat" and l == L else None,
+        )
     for k, node in enumerate(bidirectional_h_n(L, T)):
         x, y = _position(node)
         side = 1 if node[0] == "fwd" else -1
-        ax.text(x + side * (w / 2 + 0.08), y, f"h_n[{k}]", ha="left" if side == 1 else "right", va="center",
-                fontsize=8.5, family="monospace", color=DIRECTION_COLORS[node[0]])
+        ax.text(
+            x + side * (w / 2 + 0.08),
+            y,
+            f"h_n[{k}]",
+            ha="left" if side == 1 else "right",
+            va="center",
+            fontsize=8.5,
+            family="monospace",
+            color=DIRECTION_COLORS[node[0]],
+        )
 
     for src, dst, weight in edges:
         (x0, y0), (x1, y1) = _position(src), _position(dst)
@@ -138,14 +166,34 @@ def draw_bidirectional(num_layers: int, seq_len: int, title: str | None = None) 
                 start, end = (x0 - w / 2 + 0.05, y0 + 0.1), (x1 - w * 0.55, y1 - 0.05)
             if dst[0] == "bwd" and src[0] in ("x", "cat"):
                 start, end = (x0 + 0.3, y0 + h / 2), (x1 + 0.3, y1 - h / 2)
-        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=10, color=color, lw=lw,
-                                     linestyle=style, connectionstyle=f"arc3,rad={rad}", shrinkA=1, shrinkB=1,
-                                     zorder=1, gid=f"edge:{src}->{dst}"))
-    handles = [Line2D([], [], color=DIRECTION_COLORS["fwd"], lw=2, label="forward: reads $t-1$ (weight_*_l$k$)"),
-               Line2D([], [], color=DIRECTION_COLORS["bwd"], lw=2,
-                      label="backward: reads $t+1$ (weight_*_l$k$_reverse)"),
-               Line2D([], [], color="#777777", lw=1, linestyle=(0, (3, 2)),
-                      label=r"concatenation $y_t = [\rightarrow h_t;\ \leftarrow h_t]$, width $2H$ (no weight)")]
+        ax.add_patch(
+            FancyArrowPatch(
+                start,
+                end,
+                arrowstyle="-|>",
+                mutation_scale=10,
+                color=color,
+                lw=lw,
+                linestyle=style,
+                connectionstyle=f"arc3,rad={rad}",
+                shrinkA=1,
+                shrinkB=1,
+                zorder=1,
+                gid=f"edge:{src}->{dst}",
+            )
+        )
+    handles = [
+        Line2D([], [], color=DIRECTION_COLORS["fwd"], lw=2, label="forward: reads $t-1$ (weight_*_l$k$)"),
+        Line2D([], [], color=DIRECTION_COLORS["bwd"], lw=2, label="backward: reads $t+1$ (weight_*_l$k$_reverse)"),
+        Line2D(
+            [],
+            [],
+            color="#777777",
+            lw=1,
+            linestyle=(0, (3, 2)),
+            label=r"concatenation $y_t = [\rightarrow h_t;\ \leftarrow h_t]$, width $2H$ (no weight)",
+        ),
+    ]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False, fontsize=9.5)
     ax.set_xlim(0.6, 1.7 * (T + 0.75))
     ax.set_ylim(-0.45, 3.1 * (L - 1) + 3.45)

@@ -29,7 +29,8 @@ A plain order of cells is the schedule with one cell per step.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Hashable, Iterable, NamedTuple, Sequence, cast
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -351,8 +352,10 @@ def num_layers_of(params: dict[str, Any]) -> int:
 
 def layer_params(params: dict[str, Any], layer: int) -> tuple[Array, Array, Array | None, Array | None]:
     """``(W_ih, W_hh, b_ih, b_hh)`` of layer ``layer`` (1-based, as :math:`W^{(l)}`)."""
-    return tuple(params.get(param_name(kind, layer - 1))  # type: ignore[return-value]
-                 for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    return tuple(
+        params.get(param_name(kind, layer - 1))  # type: ignore[return-value]
+        for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    )
 
 
 def run_schedule(
@@ -384,8 +387,9 @@ def run_schedule(
     if h0 is None:
         h0 = np.zeros((L, N, H), dtype=x.dtype)
     if not is_valid_schedule(steps, L, T):
-        raise ValueError("steps is not a valid schedule: some cell is missing, repeated, or computed before "
-                         "a state it reads")
+        raise ValueError(
+            "steps is not a valid schedule: some cell is missing, repeated, or computed before a state it reads"
+        )
     h: dict[Node, Array] = {(0, t): x[t - 1] for t in range(1, T + 1)}
     h.update({(l, 0): h0[l - 1] for l in range(1, L + 1)})
     trace: list[Node] = []
@@ -401,22 +405,25 @@ def run_schedule(
     return ScheduleRun(output, h_n, trace, h)
 
 
-def forward_time_major(params: dict[str, Any], x: Array, h0: Array | None = None,
-                       nonlinearity: str = "tanh") -> ScheduleRun:
+def forward_time_major(
+    params: dict[str, Any], x: Array, h0: Array | None = None, nonlinearity: str = "tanh"
+) -> ScheduleRun:
     """:func:`run_schedule` in :func:`time_major_order`."""
     L, T = num_layers_of(params), np.shape(x)[0]
     return run_schedule(as_schedule(time_major_order(L, T)), params, x, h0, nonlinearity)
 
 
-def forward_layer_major(params: dict[str, Any], x: Array, h0: Array | None = None,
-                        nonlinearity: str = "tanh") -> ScheduleRun:
+def forward_layer_major(
+    params: dict[str, Any], x: Array, h0: Array | None = None, nonlinearity: str = "tanh"
+) -> ScheduleRun:
     """:func:`run_schedule` in :func:`layer_major_order`."""
     L, T = num_layers_of(params), np.shape(x)[0]
     return run_schedule(as_schedule(layer_major_order(L, T)), params, x, h0, nonlinearity)
 
 
-def forward_wavefront(params: dict[str, Any], x: Array, h0: Array | None = None,
-                      nonlinearity: str = "tanh") -> ScheduleRun:
+def forward_wavefront(
+    params: dict[str, Any], x: Array, h0: Array | None = None, nonlinearity: str = "tanh"
+) -> ScheduleRun:
     """:func:`run_schedule` by :func:`wavefronts`: ``L + T - 1`` steps of up to ``min(L, T)`` cells."""
     L, T = num_layers_of(params), np.shape(x)[0]
     return run_schedule(wavefronts(L, T), params, x, h0, nonlinearity)
@@ -455,8 +462,7 @@ def path_jacobians(
     L = num_layers_of(params)
     x = np.asarray(x)
     T = x.shape[0]
-    run = forward_time_major(params, x[:, None, :], None if h0 is None else np.asarray(h0)[:, None, :],
-                             nonlinearity)
+    run = forward_time_major(params, x[:, None, :], None if h0 is None else np.asarray(h0)[:, None, :], nonlinearity)
     deriv = get_activation(nonlinearity).derivative_from_output
     terms = []
     for path in all_paths(L, T, (0, t_in), (L + 1, t_out)):

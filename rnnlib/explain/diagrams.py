@@ -14,20 +14,28 @@ is the same matrix.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt
-from matplotlib.axes import Axes
 from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
 
 from .dataflow import Node, node_role, unrolled_graph, wavefronts
 
-__all__ = ["LAYER_COLORS", "draw_output_and_h_n", "draw_unrolled", "node_label", "node_position", "returned_cells",
-           "unrolled_graph"]
+__all__ = [
+    "LAYER_COLORS",
+    "draw_output_and_h_n",
+    "draw_unrolled",
+    "node_label",
+    "node_position",
+    "returned_cells",
+    "unrolled_graph",
+]
 
 # Colour-blind-friendly (Okabe-Ito), dark enough for arrows on white.
 LAYER_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
@@ -127,7 +135,9 @@ def draw_unrolled(
     for node in nodes:
         role = node_role(node, L, T)
         x, y = node_position(node)
-        w, h = (BOX_W, BOX_H) if role == "cell" else (BOX_W * (1.05 if role in ("output", "h_n") else 0.8), BOX_H * 0.85)
+        w, h = (
+            (BOX_W, BOX_H) if role == "cell" else (BOX_W * (1.05 if role in ("output", "h_n") else 0.8), BOX_H * 0.85)
+        )
         if role == "cell":
             edge_color, lw, face = layer_color(node[0]), 1.8, "white"
         else:
@@ -136,15 +146,33 @@ def draw_unrolled(
             face = wave_fill(wave_of[node], L + T - 1)
         if node in highlighted:
             face = HIGHLIGHT_FILL
-        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.08",
-                                    fc=face, ec=edge_color, lw=lw, zorder=2, gid=f"node:{node}"))
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - w / 2, y - h / 2),
+                w,
+                h,
+                boxstyle="round,pad=0.02,rounding_size=0.08",
+                fc=face,
+                ec=edge_color,
+                lw=lw,
+                zorder=2,
+                gid=f"node:{node}",
+            )
+        )
         text_y = y + (0.07 if node in wave_of else 0.0)
         size = 13 if role in ("cell", "input", "h0") else 9.5
-        ax.text(x, text_y, node_label(node, L, T), ha="center", va="center", fontsize=size, zorder=3,
-                family="monospace" if role in ("output", "h_n") else None)
+        ax.text(
+            x,
+            text_y,
+            node_label(node, L, T),
+            ha="center",
+            va="center",
+            fontsize=size,
+            zorder=3,
+            family="monospace" if role in ("output", "h_n") else None,
+        )
         if node in wave_of:
-            ax.text(x, y - 0.17, f"k={wave_of[node]}", ha="center", va="center", fontsize=8, color="#333333",
-                    zorder=3)
+            ax.text(x, y - 0.17, f"k={wave_of[node]}", ha="center", va="center", fontsize=8, color="#333333", zorder=3)
 
     # Arrows, one per edge, in the graph's order.
     labelled: set[str] = set()
@@ -162,26 +190,65 @@ def draw_unrolled(
             color, style, lw = GREY, (0, (3, 2)), 1.1
         else:
             color, style, lw = layer_color(dst[0]), "solid", 1.6
-        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=11, color=color, lw=lw,
-                                     linestyle=style, shrinkA=1, shrinkB=1, zorder=1, gid=f"edge:{src}->{dst}"))
+        ax.add_patch(
+            FancyArrowPatch(
+                start,
+                end,
+                arrowstyle="-|>",
+                mutation_scale=11,
+                color=color,
+                lw=lw,
+                linestyle=style,
+                shrinkA=1,
+                shrinkB=1,
+                zorder=1,
+                gid=f"edge:{src}->{dst}",
+            )
+        )
         if name is not None and name not in labelled and dst[1] == 1:
             labelled.add(name)
             if vertical:
-                ax.text(x0 - 0.1, (start[1] + end[1]) / 2, _weight_tex(name), ha="right", va="center",
-                        fontsize=11, color=color)
+                ax.text(
+                    x0 - 0.1,
+                    (start[1] + end[1]) / 2,
+                    _weight_tex(name),
+                    ha="right",
+                    va="center",
+                    fontsize=11,
+                    color=color,
+                )
             else:
-                ax.text((start[0] + end[0]) / 2, y0 + 0.1, _weight_tex(name), ha="center", va="bottom",
-                        fontsize=11, color=color)
+                ax.text(
+                    (start[0] + end[0]) / 2,
+                    y0 + 0.1,
+                    _weight_tex(name),
+                    ha="center",
+                    va="bottom",
+                    fontsize=11,
+                    color=color,
+                )
 
     # Legend: one entry per layer, naming the two matrices every arrow of that colour uses.
-    handles: list[Artist] = [Line2D([], [], color=layer_color(l), lw=2,
-                                    label=rf"layer {l}: $W_{{ih}}^{{({l})}}$ = weight_ih_l{l - 1} (up),"
-                                          rf" $W_{{hh}}^{{({l})}}$ = weight_hh_l{l - 1} (right)")
-                             for l in range(L, 0, -1)]
+    handles: list[Artist] = [
+        Line2D(
+            [],
+            [],
+            color=layer_color(l),
+            lw=2,
+            label=rf"layer {l}: $W_{{ih}}^{{({l})}}$ = weight_ih_l{l - 1} (up),"
+            rf" $W_{{hh}}^{{({l})}}$ = weight_hh_l{l - 1} (right)",
+        )
+        for l in range(L, 0, -1)
+    ]
     handles.append(Line2D([], [], color=GREY, lw=1.1, linestyle=(0, (3, 2)), label="the same array (no weight)"))
     if wave_of:
-        handles.append(Patch(fc=wave_fill((L + T) // 2, L + T - 1), ec="#999999",
-                             label=r"$k = l + t - 1$: wavefront (parallel step) that can compute the cell"))
+        handles.append(
+            Patch(
+                fc=wave_fill((L + T) // 2, L + T - 1),
+                ec="#999999",
+                label=r"$k = l + t - 1$: wavefront (parallel step) that can compute the cell",
+            )
+        )
     if highlighted and highlight_label:
         handles.append(Patch(fc=HIGHLIGHT_FILL, ec="#999999", label=highlight_label))
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=1, frameon=False, fontsize=9.5)
@@ -251,8 +318,10 @@ def draw_output_and_h_n(num_layers: int, seq_len: int, title: str | None = None)
             patch.set_facecolor(fills[role])
     legend = ax.get_legend()
     handles: list[Artist] = [h for h in legend.legend_handles if h is not None] if legend is not None else []
-    handles += [Patch(fc=OUTPUT_FILL, ec="#999999", label=r"output: $h_t^{(L)}$, every step $t$"),
-                Patch(fc=H_N_FILL, ec="#999999", label=r"h_n: $h_T^{(l)}$, every layer $l$"),
-                Patch(fc=BOTH_FILL, ec="#999999", label=r"$h_T^{(L)}$ = output[-1] = h_n[-1]")]
+    handles += [
+        Patch(fc=OUTPUT_FILL, ec="#999999", label=r"output: $h_t^{(L)}$, every step $t$"),
+        Patch(fc=H_N_FILL, ec="#999999", label=r"h_n: $h_T^{(l)}$, every layer $l$"),
+        Patch(fc=BOTH_FILL, ec="#999999", label=r"$h_T^{(L)}$ = output[-1] = h_n[-1]"),
+    ]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=1, frameon=False, fontsize=9.5)
     return fig

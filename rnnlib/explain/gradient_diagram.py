@@ -64,9 +64,18 @@ def draw_gradient_paths(num_layers: int, seq_len: int, title: str | None = None)
         x, y = node_position(node)
         cell = node in set(grid_cells(L, T))
         w, h = (BOX_W, BOX_H) if cell else (BOX_W * 0.8, BOX_H * 0.85)
-        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.08",
-                                    fc="white" if cell else "#F2F2F2", ec="#333333" if cell else "#888888",
-                                    lw=1.4 if cell else 1.0, zorder=2))
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - w / 2, y - h / 2),
+                w,
+                h,
+                boxstyle="round,pad=0.02,rounding_size=0.08",
+                fc="white" if cell else "#F2F2F2",
+                ec="#333333" if cell else "#888888",
+                lw=1.4 if cell else 1.0,
+                zorder=2,
+            )
+        )
         ax.text(x, y, label, ha="center", va="center", fontsize=12 if cell else 11, zorder=3)
 
     labelled: set[tuple[str, int]] = set()
@@ -79,24 +88,68 @@ def draw_gradient_paths(num_layers: int, seq_len: int, title: str | None = None)
             w_src = BOX_W * (0.8 if src[1] == T + 1 else 1.0)
             start, end = (x0 - w_src / 2, y0), (x1 + BOX_W / 2, y1)
         color = GRADIENT_COLORS[kind]
-        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, color=color,
-                                     lw=1.0 if kind == "loss" else 1.8, linestyle=(0, (3, 2)) if kind == "loss"
-                                     else "solid", shrinkA=1, shrinkB=1, zorder=1, gid=f"grad:{src}->{dst}"))
+        ax.add_patch(
+            FancyArrowPatch(
+                start,
+                end,
+                arrowstyle="-|>",
+                mutation_scale=12,
+                color=color,
+                lw=1.0 if kind == "loss" else 1.8,
+                linestyle=(0, (3, 2)) if kind == "loss" else "solid",
+                shrinkA=1,
+                shrinkB=1,
+                zorder=1,
+                gid=f"grad:{src}->{dst}",
+            )
+        )
         if kind == "time" and dst[1] == 1 and ("time", dst[0]) not in labelled:
             labelled.add(("time", dst[0]))
-            ax.text((start[0] + end[0]) / 2, y0 + 0.08, rf"$W_{{hh}}^{{({dst[0]})}}$", ha="center", va="bottom",
-                    fontsize=10, color=color)
+            ax.text(
+                (start[0] + end[0]) / 2,
+                y0 + 0.08,
+                rf"$W_{{hh}}^{{({dst[0]})}}$",
+                ha="center",
+                va="bottom",
+                fontsize=10,
+                color=color,
+            )
         if kind == "depth" and dst[1] == 1 and ("depth", dst[0]) not in labelled:
             labelled.add(("depth", dst[0]))
-            ax.text(x0 - 0.08, (start[1] + end[1]) / 2, rf"$W_{{ih}}^{{({src[0]})}}$", ha="right", va="center",
-                    fontsize=10, color=color)
+            ax.text(
+                x0 - 0.08,
+                (start[1] + end[1]) / 2,
+                rf"$W_{{ih}}^{{({src[0]})}}$",
+                ha="right",
+                va="center",
+                fontsize=10,
+                color=color,
+            )
 
-    handles = [Line2D([], [], color=GRADIENT_COLORS["time"], lw=2,
-                      label=r"back in time: $\delta_{t+1}^{(l)} W_{hh}^{(l)}$ into $\bar h_t^{(l)}$"),
-               Line2D([], [], color=GRADIENT_COLORS["depth"], lw=2,
-                      label=r"down the stack: $g_t^{(l)} = \delta_t^{(l+1)} W_{ih}^{(l+1)}$"),
-               Line2D([], [], color=GRADIENT_COLORS["loss"], lw=1, linestyle=(0, (3, 2)),
-                      label=r"from the loss: $G_t$ (output), $G_n$ (h_n)")]
+    handles = [
+        Line2D(
+            [],
+            [],
+            color=GRADIENT_COLORS["time"],
+            lw=2,
+            label=r"back in time: $\delta_{t+1}^{(l)} W_{hh}^{(l)}$ into $\bar h_t^{(l)}$",
+        ),
+        Line2D(
+            [],
+            [],
+            color=GRADIENT_COLORS["depth"],
+            lw=2,
+            label=r"down the stack: $g_t^{(l)} = \delta_t^{(l+1)} W_{ih}^{(l+1)}$",
+        ),
+        Line2D(
+            [],
+            [],
+            color=GRADIENT_COLORS["loss"],
+            lw=1,
+            linestyle=(0, (3, 2)),
+            label=r"from the loss: $G_t$ (output), $G_n$ (h_n)",
+        ),
+    ]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False, fontsize=10)
     ax.set_xlim(0.35 * DX, (T + 1.6) * DX)
     ax.set_ylim(0.4 * DY, (L + 1.5) * DY)

@@ -31,8 +31,10 @@ Cache = dict[str, Any]
 
 def _check_plain_stack(model: NumpyRNN) -> None:
     if model.bidirectional or model.batch_first or (model.dropout > 0 and model.training):
-        raise ValueError("gradient_flow handles unidirectional, time-major stacks without active dropout "
-                         f"(got {model!r}, training={model.training})")
+        raise ValueError(
+            "gradient_flow handles unidirectional, time-major stacks without active dropout "
+            f"(got {model!r}, training={model.training})"
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -51,8 +53,9 @@ def initial_states(model: NumpyRNN, x: Array, h0: Array | None) -> Array:
     return h0
 
 
-def layer_forward_steps(model: NumpyRNN, layer: int, layer_input: Array, h_start: Array
-                        ) -> tuple[Array, Array, list[Cache]]:
+def layer_forward_steps(
+    model: NumpyRNN, layer: int, layer_input: Array, h_start: Array
+) -> tuple[Array, Array, list[Cache]]:
     """One layer of the stack, step by step with :func:`rnn_cell_forward` (keeping every cache).
 
     Args:
@@ -64,15 +67,23 @@ def layer_forward_steps(model: NumpyRNN, layer: int, layer_input: Array, h_start
     p = {kind: model.params.get(param_name(kind, layer)) for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
     h, states, caches = h_start, [], []
     for t in range(layer_input.shape[0]):
-        h, cache = rnn_cell_forward(layer_input[t], h, cast(Array, p["weight_ih"]), cast(Array, p["weight_hh"]),
-                                    p["bias_ih"], p["bias_hh"], model.nonlinearity)
+        h, cache = rnn_cell_forward(
+            layer_input[t],
+            h,
+            cast(Array, p["weight_ih"]),
+            cast(Array, p["weight_hh"]),
+            p["bias_ih"],
+            p["bias_hh"],
+            model.nonlinearity,
+        )
         states.append(h)
         caches.append(cache)
     return np.stack(states), h, caches
 
 
-def layer_backward_steps(layer: int, caches: list[Cache], upstream: Array, dh_last: Array,
-                         grads: dict[str, Array], d_states: Array) -> tuple[Array, Array]:
+def layer_backward_steps(
+    layer: int, caches: list[Cache], upstream: Array, dh_last: Array, grads: dict[str, Array], d_states: Array
+) -> tuple[Array, Array]:
     """One layer swept backward in time with :func:`rnn_cell_backward`.
 
     Args:
@@ -119,8 +130,6 @@ def stack_forward(model: NumpyRNN, x: Array, h0: Array | None = None) -> tuple[A
     return layer_input, h_n, caches
 
 
-
-
 class StackGradients(NamedTuple):
     """What :func:`stack_backward` returns."""
 
@@ -151,8 +160,9 @@ def stack_backward(caches: list[list[Cache]], d_output: Array, d_h_n: Array | No
     upstream = d_output  # (T, N, H): dL/d(this layer's output), from above (or from the loss)
     for layer in range(L - 1, -1, -1):
         # at t = T-1 the step after sends back dL/dh_n; the layer's dx is the layer below's d output
-        upstream, d_h0[layer] = layer_backward_steps(layer, caches[layer], upstream, d_h_n[layer], grads,
-                                                     d_states[layer])
+        upstream, d_h0[layer] = layer_backward_steps(
+            layer, caches[layer], upstream, d_h_n[layer], grads, d_states[layer]
+        )
     order = [param_name(k, layer) for layer in range(L) for k in _GRAD_KEYS.values()]
     return StackGradients(upstream, d_h0, {k: grads[k] for k in order if k in grads}, d_states)
 
@@ -183,8 +193,12 @@ def hidden_state_jacobians(model: NumpyRNN, x: Array, layer: int = -1, h0: Array
     J[T - 1] = dh.reshape(N, H, H)
     for t in range(T - 1, 0, -1):
         c = layer_caches[t]
-        rep = {**c, "x": np.repeat(c["x"], H, axis=0), "h_prev": np.repeat(c["h_prev"], H, axis=0),
-               "h": np.repeat(c["h"], H, axis=0)}
+        rep = {
+            **c,
+            "x": np.repeat(c["x"], H, axis=0),
+            "h_prev": np.repeat(c["h_prev"], H, axis=0),
+            "h": np.repeat(c["h"], H, axis=0),
+        }
         dh = rnn_cell_backward(dh, rep)["dh_prev"]  # now e_i^T dh_{T-1}/dh_{t-1}
         J[t - 1] = dh.reshape(N, H, H)
     return J
@@ -223,16 +237,23 @@ def torch_hidden_state_jacobians(model: NumpyRNN, x: Array, layer: int = -1, h0:
     T, N, H = len(lc), x.shape[1], model.hidden_size
     inputs = torch.from_numpy(np.stack([c["x"] for c in lc]))  # (T, N, D_in): what this layer read
     states = torch.from_numpy(np.stack([c["h"] for c in lc]))  # (T, N, H)
-    p = [None if model.params.get(param_name(k, layer)) is None else torch.from_numpy(model.params[param_name(k, layer)])
-         for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    p = [
+        None if model.params.get(param_name(k, layer)) is None else torch.from_numpy(model.params[param_name(k, layer)])
+        for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    ]
     J = np.empty((T, N, H, H))
     for t in range(T):
         for n in range(N):
-            def rest(h: "torch.Tensor", t: int = t, n: int = n) -> "torch.Tensor":
+
+            def rest(h: torch.Tensor, t: int = t, n: int = n) -> torch.Tensor:
                 if t == T - 1:
                     return h
-                _, h_last = torch_layer_forward(inputs[t + 1:, n:n + 1], h[None], *p,  # type: ignore[call-arg, arg-type]  # *p is W_ih, W_hh, b_ih, b_hh
-                                                model.nonlinearity)
+                _, h_last = torch_layer_forward(
+                    inputs[t + 1 :, n : n + 1],
+                    h[None],
+                    *p,  # type: ignore[call-arg, arg-type]  # *p is W_ih, W_hh, b_ih, b_hh
+                    model.nonlinearity,
+                )
                 return h_last[0]
 
             J[t, n] = torch.autograd.functional.jacobian(rest, states[t, n]).numpy()
@@ -253,7 +274,9 @@ def power_norms(W: Array, K: int) -> Array:
     return out
 
 
-def activation_derivative_stats(model: NumpyRNN, x: Array, layer: int = -1, h0: Array | None = None) -> dict[str, float]:
+def activation_derivative_stats(
+    model: NumpyRNN, x: Array, layer: int = -1, h0: Array | None = None
+) -> dict[str, float]:
     """Statistics of ``act'(a_t)`` over one layer's whole trajectory (every step, sequence and unit).
 
     Returns:
@@ -266,8 +289,9 @@ def activation_derivative_stats(model: NumpyRNN, x: Array, layer: int = -1, h0: 
     return {"mean": float(d.mean()), "rms": float(np.sqrt(np.mean(d * d))), "max": float(d.max())}
 
 
-def per_layer_gradient_norms(model: NumpyRNN, x: Array, d_output: Array, d_h_n: Array | None = None,
-                             h0: Array | None = None) -> Array:
+def per_layer_gradient_norms(
+    model: NumpyRNN, x: Array, d_output: Array, d_h_n: Array | None = None, h0: Array | None = None
+) -> Array:
     """``||dL/dh_t^(l)||`` (over the batch and units, Frobenius) for every layer and step.
 
     Args:
@@ -316,8 +340,12 @@ def _new_axes(npanels: int = 1, width: float = 4.6, height: float = 3.4):
     return fig, flat[:npanels]
 
 
-def plot_norm_curves(panels: dict[str, dict[str, Array]], xlabel: str = "distance $k = T - t$ (steps)",
-                     ylabel: str = r"$\|\partial h_T / \partial h_{T-k}\|_2$", x: Array | None = None):
+def plot_norm_curves(
+    panels: dict[str, dict[str, Array]],
+    xlabel: str = "distance $k = T - t$ (steps)",
+    ylabel: str = r"$\|\partial h_T / \partial h_{T-k}\|_2$",
+    x: Array | None = None,
+):
     """One log-scale panel per entry of ``panels``, one line per entry of each ``{label: (K,) array}``.
 
     Args:
@@ -327,7 +355,7 @@ def plot_norm_curves(panels: dict[str, dict[str, Array]], xlabel: str = "distanc
         The ``matplotlib.figure.Figure``; ``fig.axes[i].lines[j]`` holds panel ``i``'s line ``j``.
     """
     fig, axes = _new_axes(len(panels))
-    for ax, (title, curves) in zip(axes, panels.items()):
+    for ax, (title, curves) in zip(axes, panels.items(), strict=True):
         for label, values in curves.items():
             xs = np.arange(len(values)) if x is None else x
             ax.semilogy(xs, values, marker="o", markersize=2.5, label=label)
@@ -353,9 +381,12 @@ def plot_jacobian_norms(panels: dict[str, dict[str, Array]]):
 def plot_per_layer_gradient_norms(norms: Array, title: str = ""):
     """``||dL/dh_t^(l)||`` against the step ``t = 1..T``, one line per layer (``norms (L, T)``, log scale)."""
     curves = {f"layer {layer + 1}": norms[layer] for layer in range(norms.shape[0])}
-    return plot_norm_curves({title: curves}, xlabel="time step $t$",
-                            ylabel=r"$\|\partial \mathcal{L} / \partial h_t^{(l)}\|$",
-                            x=np.arange(1, norms.shape[1] + 1))
+    return plot_norm_curves(
+        {title: curves},
+        xlabel="time step $t$",
+        ylabel=r"$\|\partial \mathcal{L} / \partial h_t^{(l)}\|$",
+        x=np.arange(1, norms.shape[1] + 1),
+    )
 
 
 def plot_depth_gradient_norms(panels: dict[str, dict[int, Array]], ylabel: str = "gradient norm"):
@@ -365,7 +396,7 @@ def plot_depth_gradient_norms(panels: dict[str, dict[int, Array]], ylabel: str =
         panels: ``{panel title: {depth L: (L,) values, bottom layer first}}``.
     """
     fig, axes = _new_axes(len(panels))
-    for ax, (title, by_depth) in zip(axes, panels.items()):
+    for ax, (title, by_depth) in zip(axes, panels.items(), strict=True):
         for depth, values in by_depth.items():
             ax.semilogy(np.arange(1, depth + 1), values, marker="o", markersize=4, label=f"L = {depth}")
         ax.set_xlabel("layer $l$ (1 = bottom)")

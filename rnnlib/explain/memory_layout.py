@@ -45,7 +45,7 @@ def view_blocks(seq_len: int, batch: int) -> list[list[Block]]:
         ``N`` lists of ``T`` blocks ``(t, n)``; ``rows[i][j]`` is what ``x.view(N, T, D)[i, j]`` holds.
     """
     memory = memory_blocks(seq_len, batch)
-    return [memory[i * seq_len:(i + 1) * seq_len] for i in range(batch)]
+    return [memory[i * seq_len : (i + 1) * seq_len] for i in range(batch)]
 
 
 def transpose_blocks(seq_len: int, batch: int) -> list[list[Block]]:
@@ -64,7 +64,8 @@ def _block_label(block: Block) -> str:
 
 
 def draw_memory_layout(seq_len: int, batch: int) -> Figure:
-    """Three strips: the memory of a time-major ``(T, N, D)`` tensor, and ``N`` rows as ``.view`` and ``.transpose`` read them.
+    """Three strips: the memory of a time-major ``(T, N, D)`` tensor, and ``N`` rows as ``.view`` and
+    ``.transpose`` read them.
 
     Each box is one block of ``D`` numbers, labelled ``s{n} w{t}`` (sequence ``n``, step ``t``) and
     filled by its sequence; the small number under a box is its offset in memory (in blocks).
@@ -108,9 +109,18 @@ def draw_memory_layout(seq_len: int, batch: int) -> Figure:
     # The stride of transpose, for its first row: every N-th block of memory.
     for j, block in enumerate(rows["transpose"][0]):
         k = offset[block]
-        ax.add_patch(FancyArrowPatch((k * w + w / 2, y_mem - 0.3), (x_tr + j * w + w / 2, y_top + h + 0.02),
-                                     arrowstyle="-|>", mutation_scale=9, color="#0072B2", lw=0.9, alpha=0.8,
-                                     zorder=0))
+        ax.add_patch(
+            FancyArrowPatch(
+                (k * w + w / 2, y_mem - 0.3),
+                (x_tr + j * w + w / 2, y_top + h + 0.02),
+                arrowstyle="-|>",
+                mutation_scale=9,
+                color="#0072B2",
+                lw=0.9,
+                alpha=0.8,
+                zorder=0,
+            )
+        )
     ax.set_xlim(-2.2, max(T * N, 2 * T + 1.5) * w + 0.3)
     ax.set_ylim(y_top - (N - 1) * (h + gap) - 1.0, y_mem + h + 0.3)
     ax.set_aspect("equal")

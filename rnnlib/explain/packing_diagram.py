@@ -11,7 +11,8 @@ draws it, with each kept step's row index in ``PackedSequence.data``.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -72,19 +73,42 @@ def draw_packing_staircase(lengths: Sequence[int] | Array) -> Figure:
         for j in range(N):
             kept = bool(stairs.kept[t, j])
             x, y = t, -j
-            ax.add_patch(Rectangle((x, y), 0.92, 0.8, fc=KEPT_FILL if kept else PAD_FILL,
-                                   ec="#0072B2" if kept else "#AAAAAA", lw=1.2 if kept else 0.8,
-                                   hatch=None if kept else "///", gid=f"step:{t + 1},{j}"))
+            ax.add_patch(
+                Rectangle(
+                    (x, y),
+                    0.92,
+                    0.8,
+                    fc=KEPT_FILL if kept else PAD_FILL,
+                    ec="#0072B2" if kept else "#AAAAAA",
+                    lw=1.2 if kept else 0.8,
+                    hatch=None if kept else "///",
+                    gid=f"step:{t + 1},{j}",
+                )
+            )
             if kept:
-                ax.text(x + 0.46, y + 0.4, f"data[{stairs.data_row[t, j]}]", ha="center", va="center", fontsize=8.5,
-                        family="monospace")
+                ax.text(
+                    x + 0.46,
+                    y + 0.4,
+                    f"data[{stairs.data_row[t, j]}]",
+                    ha="center",
+                    va="center",
+                    fontsize=8.5,
+                    family="monospace",
+                )
         ax.text(t + 0.46, 1.05, f"t={t + 1}", ha="center", va="bottom", fontsize=9.5)
-        ax.text(t + 0.46, -N + 0.6, str(stairs.batch_sizes[t]), ha="center", va="top", fontsize=11,
-                color="#0072B2", weight="bold")
+        ax.text(
+            t + 0.46,
+            -N + 0.6,
+            str(stairs.batch_sizes[t]),
+            ha="center",
+            va="top",
+            fontsize=11,
+            color="#0072B2",
+            weight="bold",
+        )
     for j, n in enumerate(stairs.sorted_indices):
         ax.text(-0.15, -j + 0.4, f"seq {n} (len {lens[n]})", ha="right", va="center", fontsize=9.5)
-    ax.text(-0.15, -N + 0.45, "batch_sizes", ha="right", va="top", fontsize=9.5, family="monospace",
-            color="#0072B2")
+    ax.text(-0.15, -N + 0.45, "batch_sizes", ha="right", va="top", fontsize=9.5, family="monospace", color="#0072B2")
     ax.set_xlim(-2.6, T + 0.1)
     ax.set_ylim(-N + 0.1, 1.5)
     ax.set_aspect("equal")

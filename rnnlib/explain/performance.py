@@ -20,13 +20,14 @@ the work they do. :func:`autograd_saved_bytes` measures what autograd keeps for 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from .dataflow import layer_params, num_layers_of
 from ..numpy_rnn import layer_forward
+from .dataflow import layer_params, num_layers_of
 
 Array = np.ndarray
 Params = dict[str, Array]
@@ -68,7 +69,8 @@ def naive_forward(params: Params, x: Array, h0: Array, matmul: MatMul = np.matmu
     """Chapter 2's loop: for every step, for every layer, both products, a new state array.
 
     Args:
-        params: ``weight_ih_l{l}`` ``(H, D_in)``, ``weight_hh_l{l}`` ``(H, H)``, ``bias_ih_l{l}``, ``bias_hh_l{l}`` ``(H,)``.
+        params: ``weight_ih_l{l}`` ``(H, D_in)``, ``weight_hh_l{l}`` ``(H, H)``, ``bias_ih_l{l}``,
+            ``bias_hh_l{l}`` ``(H,)``.
         x: ``(T, N, D)``; h0: ``(L, N, H)``.
 
     Returns:
@@ -97,8 +99,7 @@ def _by_layer(layer: Callable[..., Array], params: Params, x: Array, h0: Array, 
     return x, h_n
 
 
-def _hoisted_layer(x: Array, h0: Array, W_ih: Array, W_hh: Array, b_ih: Array, b_hh: Array,
-                   matmul: MatMul) -> Array:
+def _hoisted_layer(x: Array, h0: Array, W_ih: Array, W_hh: Array, b_ih: Array, b_hh: Array, matmul: MatMul) -> Array:
     T, N, D_in = x.shape
     H = W_hh.shape[0]
     pre = matmul(x.reshape(T * N, D_in), W_ih.T).reshape(T, N, H) + (b_ih + b_hh)  # all steps' input products
@@ -117,8 +118,7 @@ def hoisted_forward(params: Params, x: Array, h0: Array, matmul: MatMul = np.mat
     return _by_layer(_hoisted_layer, params, x, h0, matmul)
 
 
-def _inplace_layer(x: Array, h0: Array, W_ih: Array, W_hh: Array, b_ih: Array, b_hh: Array,
-                   matmul: MatMul) -> Array:
+def _inplace_layer(x: Array, h0: Array, W_ih: Array, W_hh: Array, b_ih: Array, b_hh: Array, matmul: MatMul) -> Array:
     T, N, D_in = x.shape
     H = W_hh.shape[0]
     states = matmul(x.reshape(T * N, D_in), W_ih.T).reshape(T, N, H)
@@ -165,8 +165,9 @@ def wavefront_forward(params: Params, x: Array, h0: Array, matmul: MatMul = np.m
     """
     T, N, D, H, L = _sizes(params, x)
     W_hh_T = np.stack([np.ascontiguousarray(params[f"weight_hh_l{l}"].T) for l in range(L)])  # (L, H, H)
-    W_ih_T = np.stack([np.ascontiguousarray(params[f"weight_ih_l{l}"].T) for l in range(1, L)]
-                      or [np.empty((H, H), x.dtype)])  # (L-1, H, H): layers 2..L
+    W_ih_T = np.stack(
+        [np.ascontiguousarray(params[f"weight_ih_l{l}"].T) for l in range(1, L)] or [np.empty((H, H), x.dtype)]
+    )  # (L-1, H, H): layers 2..L
     bias = np.stack([params[f"bias_ih_l{l}"] + params[f"bias_hh_l{l}"] for l in range(L)])[:, None, :]  # (L, 1, H)
     pre = matmul(x.reshape(T * N, D), params["weight_ih_l0"].T).reshape(T, N, H)  # layer 1's, hoisted
     state = np.array(h0, dtype=x.dtype, copy=True)  # state[l]: layer l's latest state
@@ -174,15 +175,15 @@ def wavefront_forward(params: Params, x: Array, h0: Array, matmul: MatMul = np.m
     output = np.empty((T, N, H), dtype=x.dtype)
     for k in range(T + L - 1):
         lo, hi = max(0, k - T + 1), min(L - 1, k)  # the layers on wavefront k: lo..hi
-        w = a[lo:hi + 1]
+        w = a[lo : hi + 1]
         if lo == 0:
             w[0] = pre[k]
         up = max(lo, 1)  # layers up..hi read the state of the layer below, computed on wavefront k-1
         if up <= hi:
-            matmul(state[up - 1:hi], W_ih_T[up - 1:hi], out=w[up - lo:])
-        w += bias[lo:hi + 1]
-        w += matmul(state[lo:hi + 1], W_hh_T[lo:hi + 1])  # every recurrent product of the wavefront at once
-        np.tanh(w, out=state[lo:hi + 1])  # written only now: every read above saw wavefront k-1
+            matmul(state[up - 1 : hi], W_ih_T[up - 1 : hi], out=w[up - lo :])
+        w += bias[lo : hi + 1]
+        w += matmul(state[lo : hi + 1], W_hh_T[lo : hi + 1])  # every recurrent product of the wavefront at once
+        np.tanh(w, out=state[lo : hi + 1])  # written only now: every read above saw wavefront k-1
         if hi == L - 1:
             output[k - L + 1] = state[L - 1]
     return output, state
@@ -256,13 +257,11 @@ def plot_roofline(
     fig.patch.set_facecolor("white")
     for label, (work, rate) in points.items():
         ax.loglog(work, rate, marker="o", markersize=4, label=label)
-    ax.loglog(*ceiling, color="black", linestyle="--", marker="s", markersize=3,
-              label="(N,H)@(H,H) products alone")
+    ax.loglog(*ceiling, color="black", linestyle="--", marker="s", markersize=3, label="(N,H)@(H,H) products alone")
     all_work = np.concatenate([np.asarray(w, dtype=float) for w, _ in [*points.values(), ceiling]])
     span = np.geomspace(all_work.min() / 2, all_work.max() * 2, 50)
     ax.loglog(span, np.full_like(span, peak), color="gray", linewidth=2, label="large GEMM (peak)")
-    ax.loglog(span, span / overhead_seconds / 1e9, color="gray", linestyle=":", linewidth=2,
-              label="call overhead only")
+    ax.loglog(span, span / overhead_seconds / 1e9, color="gray", linestyle=":", linewidth=2, label="call overhead only")
     ax.set_ylim(top=peak * 2, bottom=min(min(r) for _, r in [*points.values(), ceiling]) / 3)
     ax.set_xlabel("FLOPs per step of one layer")
     ax.set_ylabel("GFLOP/s")
@@ -272,8 +271,10 @@ def plot_roofline(
     return fig
 
 
-def plot_scaling(panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
-                 slopes: Mapping[str, Mapping[str, float]] | None = None):
+def plot_scaling(
+    panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
+    slopes: Mapping[str, Mapping[str, float]] | None = None,
+):
     """Time against one size per panel (log-log), one line per implementation.
 
     Args:
@@ -290,7 +291,7 @@ def plot_scaling(panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequen
     nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
     fig.patch.set_facecolor("white")
-    for ax, (size, curves) in zip(axes.ravel(), panels.items()):
+    for ax, (size, curves) in zip(axes.ravel(), panels.items(), strict=False):  # an odd count leaves a spare axis
         for label, (sizes, seconds) in curves.items():
             if slopes is not None:
                 label = f"{label} (slope {slopes[size][label]:.2f})"
@@ -303,7 +304,7 @@ def plot_scaling(panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequen
         ax.set_ylabel("time (ms)")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in axes.ravel()[len(panels):]:
+    for ax in axes.ravel()[len(panels) :]:
         fig.delaxes(ax)
     fig.tight_layout()
     return fig

@@ -63,15 +63,25 @@ def expected_shapes(
     """
     dirs = 2 if bidirectional else 1
     if not batched:
-        return {"input": (T, D), "h0": (num_layers * dirs, H),
-                "output": (T, dirs * H), "h_n": (num_layers * dirs, H)}
+        return {"input": (T, D), "h0": (num_layers * dirs, H), "output": (T, dirs * H), "h_n": (num_layers * dirs, H)}
     lead = (N, T) if batch_first else (T, N)
-    return {"input": (*lead, D), "h0": (num_layers * dirs, N, H),
-            "output": (*lead, dirs * H), "h_n": (num_layers * dirs, N, H)}
+    return {
+        "input": (*lead, D),
+        "h0": (num_layers * dirs, N, H),
+        "output": (*lead, dirs * H),
+        "h_n": (num_layers * dirs, N, H),
+    }
 
 
 def run_three(
-    T: int, N: int, D: int, H: int, num_layers: int, bidirectional: bool, batch_first: bool, batched: bool,
+    T: int,
+    N: int,
+    D: int,
+    H: int,
+    num_layers: int,
+    bidirectional: bool,
+    batch_first: bool,
+    batched: bool,
     seed: int = 0,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Run ``nn.RNN``, ``TorchRNN`` and ``NumpyRNN`` (shared float64 weights) on one seeded input and ``h0``.
@@ -111,13 +121,29 @@ def shape_table(T: int = 6, N: int = 3, D: int = 7, H: int = 5, seed: int = 0) -
         got = run_three(T, N, D, H, num_layers, bidirectional, batch_first, batched, seed)
         out_ref, hn_ref = got["nn.RNN"]
         agree = all(out.shape == want["output"] and h_n.shape == want["h_n"] for out, h_n in got.values())
-        diff = max(
-            float(np.max(np.abs(a - b)))
-            for name in ("TorchRNN", "NumpyRNN")
-            for a, b in zip(got[name], (out_ref, hn_ref))
-        ) if agree else float("inf")
-        rows.append(ShapeRow(batched, batch_first, bidirectional, num_layers, want["input"], want["h0"],
-                             tuple(out_ref.shape), tuple(hn_ref.shape), agree, diff))
+        diff = (
+            max(
+                float(np.max(np.abs(a - b)))
+                for name in ("TorchRNN", "NumpyRNN")
+                for a, b in zip(got[name], (out_ref, hn_ref), strict=True)
+            )
+            if agree
+            else float("inf")
+        )
+        rows.append(
+            ShapeRow(
+                batched,
+                batch_first,
+                bidirectional,
+                num_layers,
+                want["input"],
+                want["h0"],
+                tuple(out_ref.shape),
+                tuple(hn_ref.shape),
+                agree,
+                diff,
+            )
+        )
     return rows
 
 
@@ -129,11 +155,20 @@ def format_shape_table(rows: list[ShapeRow]) -> str:
     """An aligned plain-text table of :func:`shape_table`'s rows (one line per configuration)."""
     header = ("batched", "batch_first", "bidirectional", "L", "input", "h0", "output", "h_n", "agree")
     lines = [header] + [
-        (str(r.batched), str(r.batch_first), str(r.bidirectional), str(r.num_layers),
-         _fmt(r.input), _fmt(r.h0), _fmt(r.output), _fmt(r.h_n), "yes" if r.agree else "NO")
+        (
+            str(r.batched),
+            str(r.batch_first),
+            str(r.bidirectional),
+            str(r.num_layers),
+            _fmt(r.input),
+            _fmt(r.h0),
+            _fmt(r.output),
+            _fmt(r.h_n),
+            "yes" if r.agree else "NO",
+        )
         for r in rows
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(text)

@@ -24,7 +24,8 @@ import ctypes
 import random
 import statistics
 import time
-from typing import Callable, Iterator, Mapping, NamedTuple
+from collections.abc import Callable, Iterator, Mapping
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -89,7 +90,7 @@ def gflops(flops: float, seconds: float) -> float:
     return flops / seconds / 1e9
 
 
-def fit_loglog_slope(sizes: "np.ndarray | list[float]", seconds: "np.ndarray | list[float]") -> float:
+def fit_loglog_slope(sizes: np.ndarray | list[float], seconds: np.ndarray | list[float]) -> float:
     """Least-squares slope of ``log(seconds)`` against ``log(sizes)``: time grows like ``size ** slope``."""
     x, y = np.log(np.asarray(sizes, dtype=float)), np.log(np.asarray(seconds, dtype=float))
     if x.shape != y.shape or x.size < 2:
@@ -123,8 +124,11 @@ def _openblas_function(action: str) -> Callable[..., int] | None:
     lib = _openblas()
     if lib is None:
         return None
-    for name in (f"openblas_{action}_num_threads", f"scipy_openblas_{action}_num_threads64_",
-                 f"openblas_{action}_num_threads64_"):
+    for name in (
+        f"openblas_{action}_num_threads",
+        f"scipy_openblas_{action}_num_threads64_",
+        f"openblas_{action}_num_threads64_",
+    ):
         if hasattr(lib, name):
             return getattr(lib, name)
     return None

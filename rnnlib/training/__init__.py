@@ -19,5 +19,14 @@ from .data import CharVocab, adding_problem, load_corpus
 from .models import NumpyRNNLM, TorchRNNLM, TorchRNNRegressor
 from .optim import SGD, Adam
 
-__all__ = ["SGD", "Adam", "CharVocab", "NumpyRNNLM", "TorchRNNLM", "TorchRNNRegressor", "adding_problem",
-           "clip_grad_norm", "load_corpus"]
+__all__ = [
+    "SGD",
+    "Adam",
+    "CharVocab",
+    "NumpyRNNLM",
+    "TorchRNNLM",
+    "TorchRNNRegressor",
+    "adding_problem",
+    "clip_grad_norm",
+    "load_corpus",
+]

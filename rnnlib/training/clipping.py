@@ -37,8 +37,9 @@ def total_grad_norm(grads: MutableMapping[str, Array], norm_type: float = 2.0) -
     return float(np.sum(norms**norm_type) ** (1.0 / norm_type))
 
 
-def clip_grad_norm(grads: MutableMapping[str, Array], max_norm: float, norm_type: float = 2.0,
-                   error_if_nonfinite: bool = False) -> float:
+def clip_grad_norm(
+    grads: MutableMapping[str, Array], max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False
+) -> float:
     """Rescale ``grads`` in place so that their total norm is at most ``max_norm``; return the norm before.
 
     Same arithmetic as ``torch.nn.utils.clip_grad_norm_``: every gradient is multiplied by
@@ -57,8 +58,10 @@ def clip_grad_norm(grads: MutableMapping[str, Array], max_norm: float, norm_type
     """
     total = total_grad_norm(grads, norm_type)
     if error_if_nonfinite and not math.isfinite(total):
-        raise RuntimeError(f"the total norm of order {norm_type} of the gradients is non-finite ({total}), "
-                           "so it cannot be clipped; pass error_if_nonfinite=False to scale anyway")
+        raise RuntimeError(
+            f"the total norm of order {norm_type} of the gradients is non-finite ({total}), "
+            "so it cannot be clipped; pass error_if_nonfinite=False to scale anyway"
+        )
     coef = min(float(max_norm) / (total + 1e-6), 1.0) if not math.isnan(total) else math.nan
     seen: set[int] = set()
     for g in grads.values():

@@ -18,8 +18,8 @@ Shapes follow ``nn.RNN``'s default time-major layout: ``T`` steps, ``N`` sequenc
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from importlib import resources
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -124,9 +124,9 @@ def stream_batches(data: Array, seq_len: int, batch_size: int) -> Iterator[tuple
     if stream_len < seq_len:
         raise ValueError(f"data of length {len(data)} is too short for {batch_size} streams of {seq_len} steps")
     x = data[: stream_len * batch_size].reshape(batch_size, stream_len).T  # (stream_len, N)
-    y = data[1: stream_len * batch_size + 1].reshape(batch_size, stream_len).T
+    y = data[1 : stream_len * batch_size + 1].reshape(batch_size, stream_len).T
     for start in range(0, stream_len - seq_len + 1, seq_len):
-        yield x[start:start + seq_len], y[start:start + seq_len]
+        yield x[start : start + seq_len], y[start : start + seq_len]
 
 
 def one_hot(ids: Array, num_classes: int, dtype: type = np.float64) -> Array:
@@ -137,8 +137,9 @@ def one_hot(ids: Array, num_classes: int, dtype: type = np.float64) -> Array:
     return out
 
 
-def adding_problem(seq_len: int, batch_size: int, rng: np.random.Generator,
-                   dtype: type = np.float32) -> tuple[Array, Array]:
+def adding_problem(
+    seq_len: int, batch_size: int, rng: np.random.Generator, dtype: type = np.float32
+) -> tuple[Array, Array]:
     """A batch of the adding problem (Hochreiter & Schmidhuber 1997; Le, Jaitly & Hinton 2015).
 
     Each sequence has ``T`` steps of two features: a number drawn uniformly in

@@ -16,7 +16,8 @@ Shapes: ``T`` steps, ``N`` batch, ``D`` input features (2 for the adding problem
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence, cast
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -29,13 +30,15 @@ Run = Mapping[str, Any]
 CELLS = ("rnn", "gru", "lstm")
 """The three cells compared, in the order tables and figures list them."""
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
-"""Blocks of ``H`` rows in ``weight_ih``/``weight_hh``: the Elman cell 1, the GRU 3 (r, z, n), the LSTM 4 (i, f, g, o)."""
+"""Blocks of ``H`` rows in ``weight_ih``/``weight_hh``: the Elman cell 1, the GRU 3 (r, z, n), the LSTM 4
+(i, f, g, o)."""
 LABELS = {"rnn": "tanh RNN", "gru": "GRU", "lstm": "LSTM"}
 COLORS = {"rnn": "tab:blue", "gru": "tab:green", "lstm": "tab:red"}
 
 
-def make_cell(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-              dtype: torch.dtype | None = None) -> nn.Module:
+def make_cell(
+    cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dtype: torch.dtype | None = None
+) -> nn.Module:
     """``nn.RNN(tanh)``, ``nn.GRU`` or ``nn.LSTM`` with the given sizes (time-major)."""
     if cell == "rnn":
         return nn.RNN(input_size, hidden_size, num_layers, nonlinearity="tanh", dtype=dtype)
@@ -49,8 +52,9 @@ def make_cell(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
 class CellRegressor(nn.Module):
     """A recurrent stack + ``nn.Linear(H, 1)`` on the top layer's last state: ``forward(x (T, N, D)) -> (N,)``."""
 
-    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                 *, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, *, dtype: torch.dtype | None = None
+    ) -> None:
         super().__init__()
         self.cell = cell
         self.rnn = make_cell(cell, input_size, hidden_size, num_layers, dtype)
@@ -70,9 +74,19 @@ def cell_regressor_parameters(cell: str, hidden_size: int, input_size: int = 2, 
     return G * (H * D + H * H + 2 * H) + (L - 1) * G * (2 * H * H + 2 * H) + H + 1
 
 
-def gated_adding_run(cell: str, hidden_size: int, seq_len: int, lr: float, seed: int, *, steps: int = 2000,
-                     batch_size: int = 32, clip: float = 1.0, curve_every: int = 100,
-                     keep_model: bool = False) -> dict[str, Any]:
+def gated_adding_run(
+    cell: str,
+    hidden_size: int,
+    seq_len: int,
+    lr: float,
+    seed: int,
+    *,
+    steps: int = 2000,
+    batch_size: int = 32,
+    clip: float = 1.0,
+    curve_every: int = 100,
+    keep_model: bool = False,
+) -> dict[str, Any]:
     """Train one adding-problem regressor (Adam, MSE, clipping at ``clip``) in float32; plain numbers out.
 
     The weights come from ``torch.manual_seed(seed)``, the batches from ``np.random.default_rng(seed)``
@@ -86,14 +100,18 @@ def gated_adding_run(cell: str, hidden_size: int, seq_len: int, lr: float, seed:
 
     torch.manual_seed(seed)
     model = CellRegressor(cell, 2, hidden_size)
-    history = train_adding(model, seq_len=seq_len, steps=steps, batch_size=batch_size, lr=lr, clip=clip,
-                           seed=seed, progress=False)
+    history = train_adding(
+        model, seq_len=seq_len, steps=steps, batch_size=batch_size, lr=lr, clip=clip, seed=seed, progress=False
+    )
     model.eval()
     val = evaluate_adding(model, seq_len, num=1000, seed=ADDING_VAL_SEED)
     test = evaluate_adding(model, seq_len, num=1000, seed=ADDING_TEST_SEED)
-    result: dict[str, Any] = {"val": _finite(val), "test": _finite(test),
-                              "params": sum(p.numel() for p in model.parameters()),
-                              "curve": _block_means(history.loss, curve_every)}
+    result: dict[str, Any] = {
+        "val": _finite(val),
+        "test": _finite(test),
+        "params": sum(p.numel() for p in model.parameters()),
+        "curve": _block_means(history.loss, curve_every),
+    }
     if keep_model:
         result["model"] = model
     return result
@@ -146,9 +164,16 @@ def arm_summary(runs: Sequence[Run], arm: tuple[str, int], lr: float) -> dict[st
     """Test MSE of every seed at ``lr``: median, min, max, and the seeds that solved (test < ``SOLVED_MSE``)."""
     chosen = runs_of(runs, arm, lr)
     test = np.array([r["test"] for r in chosen])
-    return {"seeds": [r["seed"] for r in chosen], "test": test.tolist(), "median": float(np.median(test)),
-            "min": float(test.min()), "max": float(test.max()), "params": chosen[0]["params"],
-            "solved": [r["seed"] for r in chosen if r["test"] < SOLVED_MSE], "lr": lr}
+    return {
+        "seeds": [r["seed"] for r in chosen],
+        "test": test.tolist(),
+        "median": float(np.median(test)),
+        "min": float(test.min()),
+        "max": float(test.max()),
+        "params": chosen[0]["params"],
+        "solved": [r["seed"] for r in chosen if r["test"] < SOLVED_MSE],
+        "lr": lr,
+    }
 
 
 def summaries(runs: Sequence[Run]) -> dict[tuple[str, int], dict[str, Any]]:
@@ -178,8 +203,10 @@ def summary_table(runs: Sequence[Run]) -> str:
     lines = [head]
     for arm, s in summaries(runs).items():
         solved = f"{len(s['solved'])} of {len(s['seeds'])}"
-        lines.append(f"{LABELS[arm[0]] + ' T=' + str(arm[1]):16s}{s['params']:7d}{s['lr']:7g}   "
-                     f"{s['median']:15.4f}  [{s['min']:.4f}, {s['max']:.4f}]   {solved}")
+        lines.append(
+            f"{LABELS[arm[0]] + ' T=' + str(arm[1]):16s}{s['params']:7d}{s['lr']:7g}   "
+            f"{s['median']:15.4f}  [{s['min']:.4f}, {s['max']:.4f}]   {solved}"
+        )
     return "\n".join(lines)
 
 
@@ -212,7 +239,8 @@ def plot_gated_study(runs: Sequence[Run], ax: Any = None) -> Any:
 
 
 def set_forget_bias(lstm: nn.LSTM, value: float) -> None:
-    """The forget-gate bias trick: ``b_if + b_hf = value`` in every layer and direction (``b_if = value``, ``b_hf = 0``).
+    """The forget-gate bias trick: ``b_if + b_hf = value`` in every layer and direction (``b_if = value``,
+    ``b_hf = 0``).
 
     Rows ``H:2H`` of ``bias_ih_l*`` and ``bias_hh_l*`` are the forget gate's (gate order i, f, g, o).
     """
@@ -220,13 +248,18 @@ def set_forget_bias(lstm: nn.LSTM, value: float) -> None:
     with torch.no_grad():
         for name, p in lstm.named_parameters():
             if name.startswith("bias_ih"):
-                p[H:2 * H] = value
+                p[H : 2 * H] = value
             elif name.startswith("bias_hh"):
-                p[H:2 * H] = 0.0
+                p[H : 2 * H] = 0.0
 
 
-def input_gradient_curves(cells: Sequence[str], hidden_sizes: Mapping[str, int], x: Tensor,
-                          seeds: Sequence[int], forget_bias: float | None = None) -> dict[str, np.ndarray]:
+def input_gradient_curves(
+    cells: Sequence[str],
+    hidden_sizes: Mapping[str, int],
+    x: Tensor,
+    seeds: Sequence[int],
+    forget_bias: float | None = None,
+) -> dict[str, np.ndarray]:
     """``|| d prediction / d x_t ||`` (batch mean) of freshly initialised regressors, one row per seed.
 
     Args:
@@ -326,23 +359,32 @@ def sigmoid(a: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-a))
 
 
-def lstm_step(x: np.ndarray, h: np.ndarray, c: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray,
-              b_ih: np.ndarray, b_hh: np.ndarray, order: str = "ifgo") -> tuple[np.ndarray, np.ndarray]:
+def lstm_step(
+    x: np.ndarray,
+    h: np.ndarray,
+    c: np.ndarray,
+    W_ih: np.ndarray,
+    W_hh: np.ndarray,
+    b_ih: np.ndarray,
+    b_hh: np.ndarray,
+    order: str = "ifgo",
+) -> tuple[np.ndarray, np.ndarray]:
     """One LSTM step in PyTorch's equations: ``x (N, D)``, ``h, c (N, H)`` -> ``h', c' (N, H)``.
 
     ``order`` names the gate blocks of the rows of ``W_ih``/``W_hh``/biases as the code **assumes** them:
     PyTorch stores ``"ifgo"``; ``"ifog"`` reproduces the classic loading mistake.
     """
     a = x @ W_ih.T + b_ih + h @ W_hh.T + b_hh  # (N, 4H)
-    blocks = dict(zip(order, np.split(a, 4, axis=1)))
+    blocks = dict(zip(order, np.split(a, 4, axis=1), strict=True))
     i, f, o = sigmoid(blocks["i"]), sigmoid(blocks["f"]), sigmoid(blocks["o"])
     g = np.tanh(blocks["g"])
     c_new = f * c + i * g
     return o * np.tanh(c_new), c_new
 
 
-def gru_step(x: np.ndarray, h: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, b_ih: np.ndarray,
-             b_hh: np.ndarray) -> np.ndarray:
+def gru_step(
+    x: np.ndarray, h: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray
+) -> np.ndarray:
     """One GRU step in PyTorch's equations (gates r, z, n; ``b_hn`` inside ``r * (W_hn h + b_hn)``)."""
     gi = x @ W_ih.T + b_ih  # (N, 3H)
     gh = h @ W_hh.T + b_hh
@@ -353,9 +395,15 @@ def gru_step(x: np.ndarray, h: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, b
     return (1 - z) * n + z * h
 
 
-def stack_from_scratch(cell: str, params: Mapping[str, np.ndarray], x: np.ndarray, num_layers: int,
-                       h0: np.ndarray | None = None, c0: np.ndarray | None = None, order: str = "ifgo"
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def stack_from_scratch(
+    cell: str,
+    params: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    num_layers: int,
+    h0: np.ndarray | None = None,
+    c0: np.ndarray | None = None,
+    order: str = "ifgo",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """A stacked LSTM or GRU by a double loop over layers and steps: layer ``l`` reads layer ``l-1``'s ``h``.
 
     Args:
@@ -385,8 +433,7 @@ def stack_from_scratch(cell: str, params: Mapping[str, np.ndarray], x: np.ndarra
     return layer_input, np.stack(h_n), (np.stack(c_n) if cell == "lstm" else None)
 
 
-def chunked_lstm_forward(lstm: Any, x: np.ndarray, chunk: int, carry_cell: bool = True
-                         ) -> np.ndarray:
+def chunked_lstm_forward(lstm: Any, x: np.ndarray, chunk: int, carry_cell: bool = True) -> np.ndarray:
     """Run an LSTM stack (``NumpyLSTM``) over ``x (T, N, D)`` in chunks of ``chunk`` steps, as truncated BPTT does.
 
     Each chunk starts from the previous chunk's final state: ``(h_n, c_n)`` when ``carry_cell``, and
@@ -394,7 +441,7 @@ def chunked_lstm_forward(lstm: Any, x: np.ndarray, chunk: int, carry_cell: bool 
     """
     outs, state = [], None
     for start in range(0, x.shape[0], chunk):
-        out, (h_n, c_n) = lstm.forward(x[start:start + chunk], state)
+        out, (h_n, c_n) = lstm.forward(x[start : start + chunk], state)
         outs.append(out)
         state = (h_n, c_n if carry_cell else np.zeros_like(c_n))
     return np.concatenate(outs)

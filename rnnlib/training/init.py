@@ -52,7 +52,7 @@ def scale_to_spectral_radius(W: Array, rho: float) -> Array:
     return W * (rho / spectral_radius(W))
 
 
-def irnn_init(model: "NumpyRNN", input_std: float = 0.001, identity_scale: float = 1.0, seed: int = 0) -> "NumpyRNN":
+def irnn_init(model: NumpyRNN, input_std: float = 0.001, identity_scale: float = 1.0, seed: int = 0) -> NumpyRNN:
     """Le, Jaitly & Hinton's IRNN initialisation, in place: returns ``model``.
 
     Every ``weight_hh_l{k} = identity_scale * I``, every bias 0, and every ``weight_ih_l{k}``
@@ -77,7 +77,7 @@ def irnn_init(model: "NumpyRNN", input_std: float = 0.001, identity_scale: float
     return model
 
 
-def set_recurrent_weights(model: "NumpyRNN", rho: float, kind: str = "orthogonal", seed: int = 0) -> "NumpyRNN":
+def set_recurrent_weights(model: NumpyRNN, rho: float, kind: str = "orthogonal", seed: int = 0) -> NumpyRNN:
     """Replace every ``weight_hh_*`` of ``model`` by a matrix of spectral radius ``rho``, in place.
 
     Args:

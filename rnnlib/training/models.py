@@ -20,16 +20,17 @@ layer's state to ``V`` scores with an output layer laid out like ``nn.Linear``::
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .data import one_hot
 from ..numpy_rnn import NumpyRNN
 from ..params import to_numpy
 from ..torch_rnn import TorchRNN
+from .data import one_hot
 
 Array = np.ndarray
 
@@ -56,8 +57,9 @@ def softmax_cross_entropy(logits: Array, targets: Array) -> tuple[float, Array]:
     picked = np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
     loss = -picked.sum() / count
     d_logits = np.exp(logp)
-    np.put_along_axis(d_logits, targets[..., None], np.take_along_axis(d_logits, targets[..., None], axis=-1) - 1.0,
-                      axis=-1)
+    np.put_along_axis(
+        d_logits, targets[..., None], np.take_along_axis(d_logits, targets[..., None], axis=-1) - 1.0, axis=-1
+    )
     d_logits /= count
     return float(loss), d_logits
 
@@ -101,8 +103,16 @@ class NumpyRNNLM:
             updates the model.
     """
 
-    def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
-                 *, dtype: Any = np.float64, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        *,
+        dtype: Any = np.float64,
+        seed: int | None = None,
+    ) -> None:
         self.vocab_size = vocab_size
         self.rnn = NumpyRNN(vocab_size, hidden_size, num_layers, nonlinearity, dtype=dtype, seed=seed)
         self.dtype = self.rnn.dtype
@@ -123,8 +133,10 @@ class NumpyRNNLM:
         return self.rnn.num_layers
 
     def __repr__(self) -> str:
-        return (f"NumpyRNNLM(vocab_size={self.vocab_size}, hidden_size={self.hidden_size}, "
-                f"num_layers={self.num_layers}, nonlinearity={self.rnn.nonlinearity!r})")
+        return (
+            f"NumpyRNNLM(vocab_size={self.vocab_size}, hidden_size={self.hidden_size}, "
+            f"num_layers={self.num_layers}, nonlinearity={self.rnn.nonlinearity!r})"
+        )
 
     # -- parameters ------------------------------------------------------------------------
 
@@ -150,7 +162,9 @@ class NumpyRNNLM:
         expected = set(self.params)
         got = set(state_dict)
         if got != expected:
-            raise ValueError(f"state dict keys differ: missing {sorted(expected - got)}, unexpected {sorted(got - expected)}")
+            raise ValueError(
+                f"state dict keys differ: missing {sorted(expected - got)}, unexpected {sorted(got - expected)}"
+            )
         self.rnn.load_state_dict({k[4:]: v for k, v in state_dict.items() if k.startswith("rnn.")})
         for attr, key in (("W_ho", "fc.weight"), ("b_ho", "fc.bias")):
             value = np.array(to_numpy(state_dict[key]), dtype=self.dtype)
@@ -159,10 +173,16 @@ class NumpyRNNLM:
             setattr(self, attr, value)
 
     @classmethod
-    def from_torch(cls, module: "TorchRNNLM", *, dtype: Any = np.float64) -> "NumpyRNNLM":
+    def from_torch(cls, module: TorchRNNLM, *, dtype: Any = np.float64) -> NumpyRNNLM:
         """A :class:`NumpyRNNLM` with the configuration and weights of a :class:`TorchRNNLM`."""
-        model = cls(module.vocab_size, module.rnn.hidden_size, module.rnn.num_layers, module.rnn.nonlinearity,
-                    dtype=dtype, seed=0)
+        model = cls(
+            module.vocab_size,
+            module.rnn.hidden_size,
+            module.rnn.num_layers,
+            module.rnn.nonlinearity,
+            dtype=dtype,
+            seed=0,
+        )
         model.load_state_dict(module.state_dict())
         return model
 
@@ -230,8 +250,14 @@ class NumpyRNNLM:
 
     # -- generation ------------------------------------------------------------------------
 
-    def sample(self, prime: Sequence[int], length: int, temperature: float = 1.0,
-               rng: np.random.Generator | None = None, carry_state: bool = True) -> Array:
+    def sample(
+        self,
+        prime: Sequence[int],
+        length: int,
+        temperature: float = 1.0,
+        rng: np.random.Generator | None = None,
+        carry_state: bool = True,
+    ) -> Array:
         """Generate ``length`` ids after reading ``prime``, one character at a time.
 
         At each step the next id is drawn from ``softmax(y_t / temperature)``; the
@@ -287,8 +313,16 @@ class TorchRNNLM(nn.Module):
     ``forward(inputs (T, N) long, h0 (L, N, H) or None) -> (logits (T, N, V), h_n (L, N, H))``.
     """
 
-    def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
-                 *, from_scratch: bool = False, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        *,
+        from_scratch: bool = False,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         rnn_cls = TorchRNN if from_scratch else nn.RNN
@@ -307,8 +341,15 @@ class TorchRNNRegressor(nn.Module):
     ``forward(x (T, N, D)) -> (N,)``.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
-                 *, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        *,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.rnn = nn.RNN(input_size, hidden_size, num_layers, nonlinearity, dtype=dtype)
         self.fc = nn.Linear(hidden_size, 1, dtype=dtype)

@@ -18,7 +18,8 @@ of steps agree with torch's to rounding (``tests/test_optim.py`` checks 1e-12).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

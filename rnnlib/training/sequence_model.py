@@ -154,14 +154,14 @@ def temporal_softmax_loss(scores: Array, targets: Any, mask: Any) -> tuple[float
     real = targets[mask]
     if real.min() < 0 or real.max() >= O:
         raise ValueError(f"targets at real tokens must be in [0, {O}), got {real[(real < 0) | (real >= O)][0]}")
-    safe = np.where(mask, targets, 0)                       # padded targets are never read
+    safe = np.where(mask, targets, 0)  # padded targets are never read
     shifted = scores - scores.max(axis=-1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-    picked = np.take_along_axis(log_probs, safe[..., None], axis=-1)[..., 0]   # (T, N)
+    picked = np.take_along_axis(log_probs, safe[..., None], axis=-1)[..., 0]  # (T, N)
     loss = float(-(picked * mask).sum() / count)
-    dscores = np.exp(log_probs)                             # softmax
+    dscores = np.exp(log_probs)  # softmax
     np.put_along_axis(dscores, safe[..., None], np.take_along_axis(dscores, safe[..., None], -1) - 1, -1)
-    dscores *= mask[..., None] / count                      # padding: exactly zero
+    dscores *= mask[..., None] / count  # padding: exactly zero
     return loss, dscores
 
 
@@ -195,12 +195,12 @@ def sequence_loss(
     ids = _integer_ids(ids, "ids")
     if ids.ndim != 2:
         raise ValueError(f"ids must be (T, N), got shape {ids.shape}")
-    x, emb_cache = word_embedding_forward(ids, W_emb)        # (T, N, D)
-    out, _ = rnn.forward(x, h0)                              # (T, N, H): h_t^(L)
-    scores, aff_cache = temporal_affine_forward(out, W_ho, b_ho)   # (T, N, O): y_t
+    x, emb_cache = word_embedding_forward(ids, W_emb)  # (T, N, D)
+    out, _ = rnn.forward(x, h0)  # (T, N, H): h_t^(L)
+    scores, aff_cache = temporal_affine_forward(out, W_ho, b_ho)  # (T, N, O): y_t
     loss, dscores = temporal_softmax_loss(scores, targets, mask)
     d_out, dW_ho, db_ho = temporal_affine_backward(dscores, aff_cache)
-    dx, _ = rnn.backward(d_out)                              # BPTT through the stack
+    dx, _ = rnn.backward(d_out)  # BPTT through the stack
     dW_emb = word_embedding_backward(dx, emb_cache)
     grads = {"embedding.weight": dW_emb}
     grads.update({f"rnn.{k}": v for k, v in rnn.grads.items()})

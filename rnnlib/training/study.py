@@ -23,8 +23,9 @@ every run's result in ``experiments/results/``):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,13 +63,26 @@ def regressor_parameters(num_layers: int, hidden_size: int, input_size: int = 2)
 
 def lm_parameters(num_layers: int, hidden_size: int, vocab_size: int) -> int:
     """Parameters of a character LM: one-hot input of size ``V``, the stack, ``nn.Linear(H, V)``."""
-    return regressor_parameters(num_layers, hidden_size, vocab_size) - (hidden_size + 1) + (hidden_size + 1) * vocab_size
+    return (
+        regressor_parameters(num_layers, hidden_size, vocab_size) - (hidden_size + 1) + (hidden_size + 1) * vocab_size
+    )
 
 
-def adding_run(nonlinearity: str, num_layers: int, hidden_size: int, lr: float, seed: int, *,
-               seq_len: int = 20, steps: int = 1200, batch_size: int = 32, clip: float = 1.0,
-               curve_every: int = 50, dtype: torch.dtype = torch.float32, keep_model: bool = False
-               ) -> dict[str, Any]:
+def adding_run(
+    nonlinearity: str,
+    num_layers: int,
+    hidden_size: int,
+    lr: float,
+    seed: int,
+    *,
+    seq_len: int = 20,
+    steps: int = 1200,
+    batch_size: int = 32,
+    clip: float = 1.0,
+    curve_every: int = 50,
+    dtype: torch.dtype = torch.float32,
+    keep_model: bool = False,
+) -> dict[str, Any]:
     """Train one adding-problem regressor under the study's protocol; plain numbers out.
 
     The weights come from ``torch.manual_seed(seed)`` and the batches from
@@ -81,22 +95,46 @@ def adding_run(nonlinearity: str, num_layers: int, hidden_size: int, lr: float, 
     """
     from .train import adding_experiment, evaluate_adding
 
-    model, history = adding_experiment(seq_len, num_layers, nonlinearity, hidden_size=hidden_size, steps=steps,
-                                       batch_size=batch_size, lr=lr, clip=clip, seed=seed, dtype=dtype,
-                                       progress=False)
+    model, history = adding_experiment(
+        seq_len,
+        num_layers,
+        nonlinearity,
+        hidden_size=hidden_size,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        clip=clip,
+        seed=seed,
+        dtype=dtype,
+        progress=False,
+    )
     model.eval()
     val = evaluate_adding(model, seq_len, num=1000, seed=ADDING_VAL_SEED)
     test = evaluate_adding(model, seq_len, num=1000, seed=ADDING_TEST_SEED)
-    result = {"val": _finite(val), "test": _finite(test), "params": int(history.extra["params"]),
-              "curve": _block_means(history.loss, curve_every)}
+    result = {
+        "val": _finite(val),
+        "test": _finite(test),
+        "params": int(history.extra["params"]),
+        "curve": _block_means(history.loss, curve_every),
+    }
     if keep_model:
         result["model"] = model
     return result
 
 
-def lm_run(nonlinearity: str, num_layers: int, hidden_size: int, lr: float, seed: int, *,
-           steps: int = 600, seq_len: int = 32, batch_size: int = 32, clip: float = 1.0,
-           curve_every: int = 50) -> dict[str, Any]:
+def lm_run(
+    nonlinearity: str,
+    num_layers: int,
+    hidden_size: int,
+    lr: float,
+    seed: int,
+    *,
+    steps: int = 600,
+    seq_len: int = 32,
+    batch_size: int = 32,
+    clip: float = 1.0,
+    curve_every: int = 50,
+) -> dict[str, Any]:
     """Train one character LM on Genesis (NumPy, float64, Adam) under the study's protocol.
 
     Weights from ``NumpyRNNLM(..., seed=seed)``, batches from ``lm_batches(..., seed=seed)``.
@@ -119,8 +157,12 @@ def lm_run(nonlinearity: str, num_layers: int, hidden_size: int, lr: float, seed
         history = train_numpy_lm(model, Adam(model.params, lr=lr), batches, clip=clip, progress=False)
         val = evaluate_lm(model, held_out[:half]) / math.log(2)
         test = evaluate_lm(model, held_out[half:]) / math.log(2)
-    return {"val": _finite(val), "test": _finite(test), "params": model.num_parameters(),
-            "curve": _block_means(history.loss, curve_every)}
+    return {
+        "val": _finite(val),
+        "test": _finite(test),
+        "params": model.num_parameters(),
+        "curve": _block_means(history.loss, curve_every),
+    }
 
 
 def _finite(value: float) -> float:
@@ -171,9 +213,14 @@ def arm_summary(runs: Sequence[Run], arm: Arm, lr: float) -> dict[str, Any]:
     """Median, minimum and maximum test score over seeds; seeds that solved (adding problem)."""
     chosen = runs_of(runs, arm, lr)
     test = np.array([r["test"] for r in chosen])
-    summary: dict[str, Any] = {"seeds": [r["seed"] for r in chosen], "test": test.tolist(),
-                               "median": float(np.median(test)), "min": float(test.min()),
-                               "max": float(test.max()), "params": chosen[0]["params"]}
+    summary: dict[str, Any] = {
+        "seeds": [r["seed"] for r in chosen],
+        "test": test.tolist(),
+        "median": float(np.median(test)),
+        "min": float(test.min()),
+        "max": float(test.max()),
+        "params": chosen[0]["params"],
+    }
     if arm.task == "adding":
         summary["solved"] = [r["seed"] for r in chosen if r["test"] < SOLVED_MSE]
     return summary
@@ -229,8 +276,10 @@ def summary_table(runs: Sequence[Run], task: str) -> str:
     lines = [head]
     for arm in arms_of(task_runs, task):
         s = arm_summary(task_runs, arm, best[arm])
-        line = (f"{arm.label:22s}{s['params']:7d}{best[arm]:7g}   {_fmt(s['median'], task):>22s}  "
-                f"[{_fmt(s['min'], task)}, {_fmt(s['max'], task)}]".ljust(len(head) if task != "adding" else 0))
+        line = (
+            f"{arm.label:22s}{s['params']:7d}{best[arm]:7g}   {_fmt(s['median'], task):>22s}  "
+            f"[{_fmt(s['min'], task)}, {_fmt(s['max'], task)}]".ljust(len(head) if task != "adding" else 0)
+        )
         if task == "adding":
             solved = s["solved"]
             line += f"   {len(solved)} of {len(s['seeds'])} ({', '.join(map(str, solved)) or '-'})"
@@ -244,8 +293,9 @@ def _fmt(value: float, task: str) -> str:
     return f"{value:.3f}" if task == "adding" else f"{value:.2f}"
 
 
-def plot_study(runs: Sequence[Run], task: str, *, ax: Any = None, baseline: float | None = None,
-               baseline_label: str = "baseline") -> Any:
+def plot_study(
+    runs: Sequence[Run], task: str, *, ax: Any = None, baseline: float | None = None, baseline_label: str = "baseline"
+) -> Any:
     """Every seed's test score of every arm at its own learning rate (dots), and the median (bar)."""
     import matplotlib.pyplot as plt
 
@@ -326,8 +376,11 @@ def compare_studies(runs_a: Sequence[Run], runs_b: Sequence[Run]) -> dict[str, A
         best_a, best_b = best_learning_rates(ta), best_learning_rates(tb)
         for arm in arms_of(ta, task):
             sa, sb = arm_summary(ta, arm, best_a[arm]), arm_summary(tb, arm, best_b[arm])
-            arms[arm] = {"lr": (best_a[arm], best_b[arm]), "median": (sa["median"], sb["median"]),
-                         "solved": (len(sa.get("solved", [])), len(sb.get("solved", [])))}
+            arms[arm] = {
+                "lr": (best_a[arm], best_b[arm]),
+                "median": (sa["median"], sb["median"]),
+                "solved": (len(sa.get("solved", [])), len(sb.get("solved", []))),
+            }
     return {"total": len(pairs), "changed": changed, "moved_10pct": moved, "flipped": flipped, "arms": arms}
 
 
@@ -339,8 +392,10 @@ def comparison_table(comparison: Mapping[str, Any], task: str) -> str:
     for arm, c in comparison["arms"].items():
         if arm.task != task:
             continue
-        line = (f"{arm.label:22s}{c['lr'][0]:8g}{c['lr'][1]:7g}   {_fmt(c['median'][0], task):>10s}"
-                f"{_fmt(c['median'][1], task):>8s}")
+        line = (
+            f"{arm.label:22s}{c['lr'][0]:8g}{c['lr'][1]:7g}   {_fmt(c['median'][0], task):>10s}"
+            f"{_fmt(c['median'][1], task):>8s}"
+        )
         if solved:
             line += f"   {c['solved'][0]:9d}{c['solved'][1]:3d}"
         lines.append(line)

@@ -35,8 +35,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..numpy_rnn import NumpyRNN, rnn_cell_backward
 from ..explain.gradient_flow import _GRAD_KEYS, stack_backward, stack_forward
+from ..numpy_rnn import NumpyRNN, rnn_cell_backward
 from ..params import param_name
 
 Array = np.ndarray
@@ -58,8 +58,9 @@ class TBPTTResult(NamedTuple):
     dropped: Array  #: ``(num_chunks - 1, L, N, H)``: the gradient cut off at each chunk boundary
 
 
-def truncated_bptt_gradients(model: NumpyRNN, x: Array, d_output: Array, chunk_size: int,
-                             h0: Array | None = None, d_h_n: Array | None = None) -> TBPTTResult:
+def truncated_bptt_gradients(
+    model: NumpyRNN, x: Array, d_output: Array, chunk_size: int, h0: Array | None = None, d_h_n: Array | None = None
+) -> TBPTTResult:
     """Gradients of ``sum_t <output_t, d_output_t> + <h_n, d_h_n>`` by truncated BPTT, with a :class:`NumpyRNN`.
 
     Args:
@@ -98,8 +99,9 @@ def truncated_bptt_gradients(model: NumpyRNN, x: Array, d_output: Array, chunk_s
     return TBPTTResult(grads, d_input, d_h0, np.stack(dropped) if dropped else empty)
 
 
-def torch_truncated_bptt_gradients(module: Any, x: Any, d_output: Any, chunk_size: int,
-                                   h0: Any = None, d_h_n: Any = None) -> tuple[dict[str, Array], Array]:
+def torch_truncated_bptt_gradients(
+    module: Any, x: Any, d_output: Any, chunk_size: int, h0: Any = None, d_h_n: Any = None
+) -> tuple[dict[str, Array], Array]:
     """The same with a torch RNN (``nn.RNN`` or :class:`~rnnlib.TorchRNN`): ``h.detach()`` between chunks.
 
     Args:
@@ -149,8 +151,9 @@ def k1k2_windows(T: int, k1: int, k2: int) -> list[tuple[int, int, int]]:
     return [(max(0, start - (k2 - k1)), start, stop) for start, stop in chunk_bounds(T, k1)]
 
 
-def tbptt_k1k2_gradients(model: NumpyRNN, x: Array, d_output: Array, k1: int, k2: int,
-                         h0: Array | None = None, d_h_n: Array | None = None) -> TBPTTResult:
+def tbptt_k1k2_gradients(
+    model: NumpyRNN, x: Array, d_output: Array, k1: int, k2: int, h0: Array | None = None, d_h_n: Array | None = None
+) -> TBPTTResult:
     """Gradients of ``sum_t <output_t, d_output_t> + <h_n, d_h_n>`` by TBPTT(k1, k2), with a :class:`NumpyRNN`.
 
     One forward pass over the whole sequence (weights are not updated between passes, so the
@@ -179,7 +182,7 @@ def tbptt_k1k2_gradients(model: NumpyRNN, x: Array, d_output: Array, k1: int, k2
     dropped = []
     for back, first_loss, stop in windows:
         d_out = np.zeros_like(d_output[back:stop])  # (stop - back, N, H): this pass's losses only
-        d_out[first_loss - back:] = d_output[first_loss:stop]
+        d_out[first_loss - back :] = d_output[first_loss:stop]
         last = stop == T
         r = stack_backward([layer[back:stop] for layer in caches], d_out, d_h_n if last else None)
         for name, g in r.grads.items():
@@ -194,8 +197,9 @@ def tbptt_k1k2_gradients(model: NumpyRNN, x: Array, d_output: Array, k1: int, k2
     return TBPTTResult(grads, d_input, d_h0, np.stack(dropped) if dropped else empty)
 
 
-def torch_tbptt_k1k2_gradients(module: Any, x: Any, d_output: Any, k1: int, k2: int,
-                               h0: Any = None, d_h_n: Any = None) -> tuple[dict[str, Array], Array]:
+def torch_tbptt_k1k2_gradients(
+    module: Any, x: Any, d_output: Any, k1: int, k2: int, h0: Any = None, d_h_n: Any = None
+) -> tuple[dict[str, Array], Array]:
     """TBPTT(k1, k2) with a torch RNN: each pass re-runs its ``k2`` steps from a detached state.
 
     For each window ``(back, first_loss, stop)`` the state before step ``back`` is computed without
@@ -219,7 +223,7 @@ def torch_tbptt_k1k2_gradients(module: Any, x: Any, d_output: Any, k1: int, k2: 
             h_start = h_start.detach()  # the cut: nothing flows into step back - 1
         xc = x[back:stop].detach().clone().requires_grad_(True)
         out, h_n = module(xc, h_start)
-        loss = (out[first_loss - back:] * d_output[first_loss:stop]).sum()
+        loss = (out[first_loss - back :] * d_output[first_loss:stop]).sum()
         if stop == T and d_h_n is not None:
             loss = loss + (h_n * d_h_n).sum()
         loss.backward()
@@ -233,8 +237,7 @@ def torch_tbptt_k1k2_gradients(module: Any, x: Any, d_output: Any, k1: int, k2: 
 # --------------------------------------------------------------------------------------
 
 
-def randomized_truncation_factors(T: int, keep_prob: float, rng: np.random.Generator,
-                                  reweight: bool = True) -> Array:
+def randomized_truncation_factors(T: int, keep_prob: float, rng: np.random.Generator, reweight: bool = True) -> Array:
     """Random cuts for randomized truncation: ``(T - 1,)`` factors, ``factors[t-1]`` between steps ``t-1`` and ``t``.
 
     Each boundary is kept with probability ``keep_prob`` (then the segments between cuts have
@@ -248,8 +251,9 @@ def randomized_truncation_factors(T: int, keep_prob: float, rng: np.random.Gener
     return np.where(kept, 1.0 / keep_prob if reweight else 1.0, 0.0)
 
 
-def randomized_tbptt_gradients(model: NumpyRNN, x: Array, d_output: Array, factors: Array,
-                               h0: Array | None = None, d_h_n: Array | None = None) -> TBPTTResult:
+def randomized_tbptt_gradients(
+    model: NumpyRNN, x: Array, d_output: Array, factors: Array, h0: Array | None = None, d_h_n: Array | None = None
+) -> TBPTTResult:
     """Gradients with the gradient from step ``t`` to step ``t-1`` multiplied by ``factors[t-1]`` (0: a cut).
 
     One forward pass, then Chapter 5's backward one :func:`~rnnlib.rnn_cell_backward` at a time
@@ -298,8 +302,9 @@ def randomized_tbptt_gradients(model: NumpyRNN, x: Array, d_output: Array, facto
     return TBPTTResult(model.grads, upstream, d_h0, dropped)
 
 
-def torch_randomized_tbptt_gradients(module: Any, x: Any, d_output: Any, factors: Array,
-                                     h0: Any = None, d_h_n: Any = None) -> tuple[dict[str, Array], Array]:
+def torch_randomized_tbptt_gradients(
+    module: Any, x: Any, d_output: Any, factors: Array, h0: Any = None, d_h_n: Any = None
+) -> tuple[dict[str, Array], Array]:
     """The same with a torch RNN run one step at a time: the carried state is ``h.detach()`` at a cut and
     ``h.detach() + f * (h - h.detach())`` otherwise (the same value, its gradient scaled by ``f``).
 
@@ -313,7 +318,7 @@ def torch_randomized_tbptt_gradients(module: Any, x: Any, d_output: Any, factors
         if t > 0:
             f = float(factors[t - 1])
             h = h.detach() if f == 0 else h.detach() + f * (h - h.detach())
-        out, h = module(xr[t:t + 1], h)
+        out, h = module(xr[t : t + 1], h)
         loss = loss + (out[0] * d_output[t]).sum()
     if d_h_n is not None:
         loss = loss + (h * d_h_n).sum()
@@ -336,7 +341,7 @@ def reach_k1k2(T: int, k1: int, k2: int) -> Array:
     reach = np.zeros((T, T))
     for back, first_loss, stop in k1k2_windows(T, k1, k2):
         for s in range(first_loss, stop):
-            reach[s, back:s + 1] = 1.0
+            reach[s, back : s + 1] = 1.0
     return reach
 
 
@@ -376,10 +381,16 @@ def plot_gradient_reach(panels: dict[str, Array]):
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.6), squeeze=False)
     fig.patch.set_facecolor("white")
     cmap = ListedColormap(["white", "#1f77b4"])
-    for ax, (title, reach) in zip(axes[0], panels.items()):
+    for ax, (title, reach) in zip(axes[0], panels.items(), strict=True):
         T = reach.shape[0]
-        ax.imshow((reach > 0).astype(float), cmap=cmap, vmin=0, vmax=1, interpolation="nearest",
-                  extent=(0.5, T + 0.5, T + 0.5, 0.5))
+        ax.imshow(
+            (reach > 0).astype(float),
+            cmap=cmap,
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+            extent=(0.5, T + 0.5, T + 0.5, 0.5),
+        )
         ax.plot([0.5, T + 0.5], [0.5, T + 0.5], color="0.6", lw=0.6)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step $t$ that receives gradient")

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ from .optim import Optimizer
 
 Array = np.ndarray
 Batch = tuple[Array, Array]
+
 
 @dataclass
 class TrainHistory:
@@ -90,8 +92,15 @@ def lm_batches(data: Array, seq_len: int, batch_size: int, steps: int, seed: int
     return [random_windows(data, seq_len, batch_size, rng) for _ in range(steps)]
 
 
-def train_numpy_lm(model: NumpyRNNLM, optimizer: Optimizer, batches: Sequence[Batch], *,
-                   clip: float | None = None, progress: bool = True, desc: str = "numpy") -> TrainHistory:
+def train_numpy_lm(
+    model: NumpyRNNLM,
+    optimizer: Optimizer,
+    batches: Sequence[Batch],
+    *,
+    clip: float | None = None,
+    progress: bool = True,
+    desc: str = "numpy",
+) -> TrainHistory:
     """Train a :class:`NumpyRNNLM`: for each batch, forward, BPTT, clip, step.
 
     Every window starts from a zero state (the batches are independent windows).
@@ -111,16 +120,24 @@ def train_numpy_lm(model: NumpyRNNLM, optimizer: Optimizer, batches: Sequence[Ba
     return TrainHistory(np.array(losses), np.array(norms))
 
 
-def torch_lm_loss(model: TorchRNNLM, inputs: Array, targets: Array, h0: torch.Tensor | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def torch_lm_loss(
+    model: TorchRNNLM, inputs: Array, targets: Array, h0: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy of a :class:`TorchRNNLM` on one batch, and ``h_n``."""
     logits, h_n = model(torch.as_tensor(inputs), h0)
     loss = nn.functional.cross_entropy(logits.reshape(-1, model.vocab_size), torch.as_tensor(targets).reshape(-1))
     return loss, h_n
 
 
-def train_torch_lm(model: TorchRNNLM, optimizer: torch.optim.Optimizer, batches: Sequence[Batch], *,
-                   clip: float | None = None, progress: bool = True, desc: str = "torch") -> TrainHistory:
+def train_torch_lm(
+    model: TorchRNNLM,
+    optimizer: torch.optim.Optimizer,
+    batches: Sequence[Batch],
+    *,
+    clip: float | None = None,
+    progress: bool = True,
+    desc: str = "torch",
+) -> TrainHistory:
     """Train a :class:`TorchRNNLM` on the same batches, with autograd and a ``torch.optim`` optimizer."""
     losses, norms = [], []
     model.train()
@@ -145,7 +162,7 @@ def evaluate_lm(model: NumpyRNNLM | TorchRNNLM, data: Array, num_streams: int = 
     data = np.asarray(data)
     length = (len(data) - 1) // num_streams
     inputs = data[: length * num_streams].reshape(num_streams, length).T  # (length, N)
-    targets = data[1: length * num_streams + 1].reshape(num_streams, length).T
+    targets = data[1 : length * num_streams + 1].reshape(num_streams, length).T
     if isinstance(model, NumpyRNNLM):
         loss, _ = model.loss(inputs, targets)
         model._cache = None
@@ -163,9 +180,18 @@ def evaluate_lm(model: NumpyRNNLM | TorchRNNLM, data: Array, num_streams: int = 
 # --------------------------------------------------------------------------------------
 
 
-def train_adding(model: nn.Module, *, seq_len: int, steps: int, batch_size: int = 64, lr: float = 1e-3,
-                 clip: float | None = 1.0, seed: int = 0, progress: bool = True, desc: str = "adding"
-                 ) -> TrainHistory:
+def train_adding(
+    model: nn.Module,
+    *,
+    seq_len: int,
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    clip: float | None = 1.0,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "adding",
+) -> TrainHistory:
     """Train a regressor ``x (T, N, 2) -> (N,)`` on fresh adding-problem batches (mean squared error, Adam,
     optional clipping): a :class:`TorchRNNRegressor`, or the gated study's ``CellRegressor``.
 
@@ -195,16 +221,27 @@ def evaluate_adding(model: nn.Module, seq_len: int, num: int = 1000, seed: int =
     For reference, always predicting 1 (the mean target) scores ``1/6 ~ 0.1667``.
     """
     dtype = next(model.parameters()).dtype
-    x, y = adding_problem(seq_len, num, np.random.default_rng(seed),
-                          dtype=np.float64 if dtype == torch.float64 else np.float32)
+    x, y = adding_problem(
+        seq_len, num, np.random.default_rng(seed), dtype=np.float64 if dtype == torch.float64 else np.float32
+    )
     with torch.no_grad():
         return float(nn.functional.mse_loss(model(torch.from_numpy(x)), torch.from_numpy(y)))
 
 
-def adding_experiment(seq_len: int, num_layers: int, nonlinearity: str = "tanh", *, hidden_size: int = 32,
-                      steps: int = 300, batch_size: int = 64, lr: float = 1e-3, clip: float | None = 1.0,
-                      seed: int = 0, dtype: torch.dtype = torch.float32, progress: bool = True
-                      ) -> tuple[TorchRNNRegressor, TrainHistory]:
+def adding_experiment(
+    seq_len: int,
+    num_layers: int,
+    nonlinearity: str = "tanh",
+    *,
+    hidden_size: int = 32,
+    steps: int = 300,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    clip: float | None = 1.0,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
+) -> tuple[TorchRNNRegressor, TrainHistory]:
     """Build a :class:`TorchRNNRegressor` after ``torch.manual_seed(seed)``, train it, and test it.
 
     Returns:
@@ -214,8 +251,17 @@ def adding_experiment(seq_len: int, num_layers: int, nonlinearity: str = "tanh",
     torch.manual_seed(seed)
     model = TorchRNNRegressor(2, hidden_size, num_layers, nonlinearity, dtype=dtype)
     desc = f"T={seq_len} L={num_layers} {nonlinearity}"
-    history = train_adding(model, seq_len=seq_len, steps=steps, batch_size=batch_size, lr=lr, clip=clip,
-                           seed=seed, progress=progress, desc=desc)
+    history = train_adding(
+        model,
+        seq_len=seq_len,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        clip=clip,
+        seed=seed,
+        progress=progress,
+        desc=desc,
+    )
     history.extra["test_mse"] = evaluate_adding(model, seq_len)
     history.extra["params"] = sum(p.numel() for p in model.parameters())
     return model, history
@@ -254,9 +300,17 @@ def moving_average(values: Array, window: int) -> Array:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def plot_loss_curves(curves: Mapping[str, Array], *, ax: Any = None, title: str | None = None,
-                     ylabel: str = "training loss", smooth: int = 1, baseline: float | None = None,
-                     baseline_label: str = "baseline", styles: Mapping[str, dict[str, Any]] | None = None) -> Any:
+def plot_loss_curves(
+    curves: Mapping[str, Array],
+    *,
+    ax: Any = None,
+    title: str | None = None,
+    ylabel: str = "training loss",
+    smooth: int = 1,
+    baseline: float | None = None,
+    baseline_label: str = "baseline",
+    styles: Mapping[str, dict[str, Any]] | None = None,
+) -> Any:
     """Plot loss histories against the step number on one set of axes.
 
     Args:
@@ -302,8 +356,12 @@ def plot_parity(loss_a: Array, loss_b: Array, labels: tuple[str, str] = ("NumPy"
 
     loss_a, loss_b = np.asarray(loss_a), np.asarray(loss_b)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
-    plot_loss_curves({labels[0]: loss_a, labels[1]: loss_b}, ax=ax1, ylabel="training loss (nats/char)",
-                     styles={labels[0]: dict(linewidth=3, alpha=0.5), labels[1]: dict(linewidth=1, color="black")})
+    plot_loss_curves(
+        {labels[0]: loss_a, labels[1]: loss_b},
+        ax=ax1,
+        ylabel="training loss (nats/char)",
+        styles={labels[0]: dict(linewidth=3, alpha=0.5), labels[1]: dict(linewidth=1, color="black")},
+    )
     diff = np.abs(loss_a - loss_b)
     steps = np.arange(1, len(diff) + 1)
     ax2.semilogy(steps, np.where(diff > 0, diff, np.nan), ".", markersize=3)
