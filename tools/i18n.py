@@ -242,6 +242,10 @@ def _sphinx_build(out: Path, *, builder: str, doctrees: Path, overrides: dict | 
 def extract(out: Path = GETTEXT_OUT, quiet: bool = True) -> int:
     """The gettext templates (``.pot``), one per page, in ``out``; old ones removed first."""
     if out.exists():
+        others = [p for p in out.rglob("*") if p.is_file() and p.suffix != ".pot"]
+        if others:
+            print(f"refusing to empty {out}: it holds more than .pot files ({others[0]})", file=sys.stderr)
+            return 2
         shutil.rmtree(out)
     return _sphinx_build(out, builder="gettext", doctrees=out.parent / ".doctrees-gettext", quiet=quiet)
 
@@ -330,9 +334,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    status = extract(quiet=not args.verbose)
+    out = Path(args.out).resolve() if args.out else GETTEXT_OUT
+    status = extract(out, quiet=not args.verbose)
     if not status:
-        print(f"templates: {len(list(GETTEXT_OUT.rglob('*.pot')))} .pot files in {GETTEXT_OUT}")
+        print(f"templates: {len(list(out.rglob('*.pot')))} .pot files in {out}")
     return status
 
 
@@ -363,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(func=func)
         if name in ("extract", "update", "build"):
             p.add_argument("-v", "--verbose", action="store_true", help="show Sphinx's output")
+    sub.choices["extract"].add_argument("--out", help=f"where to write the templates (default {GETTEXT_OUT.relative_to(ROOT)})")
     sub.choices["check"].add_argument("po", nargs="*", help="catalogs to check (default: all)")
     sub.choices["check"].add_argument("--complete", action="store_true",
                                       help="also fail on untranslated, fuzzy or obsolete messages")
