@@ -30,6 +30,7 @@ from torch import nn
 
 import rnnlib
 import rnnlib.coursework.checks as C
+from rnnlib.coursework import a1 as checks_a1, a2 as checks_a2, a3 as checks_a3, a4 as checks_a4, engine
 from rnnlib.numpy_rnn import rnn_cell_backward, rnn_cell_forward
 
 from fixtures.mistakes import a1, a2, a3, a4  # tests/ is on sys.path (pytest's rootdir insertion)
@@ -182,15 +183,16 @@ def test_correct_fixtures_pass():
 
 def _probes() -> dict[str, list]:
     return {
-        "rnn_step": [C._step_probe(0, k, *s) for k, s in enumerate([(3, 4, 5), (2, 4, 4)])],
-        "rnn_forward": [C._forward_probe(0, k, *s) for k, s in enumerate([(5, 2, 3, 4, True), (4, 3, 4, 4, True)])],
-        "stacked_forward": [C._stack_probe(0, k, *s) for k, s in enumerate([(5, 2, 6, 4, 3, True),
+        "rnn_step": [checks_a1._step_probe(0, k, *s) for k, s in enumerate([(3, 4, 5), (2, 4, 4)])],
+        "rnn_forward": [checks_a1._forward_probe(0, k, *s)
+                        for k, s in enumerate([(5, 2, 3, 4, True), (4, 3, 4, 4, True)])],
+        "stacked_forward": [checks_a2._stack_probe(0, k, *s) for k, s in enumerate([(5, 2, 6, 4, 3, True),
                                                                              (4, 3, 4, 4, 2, True)])],
-        "bidirectional": [C._bidirectional_probe(0, 0, 4, 2, 3, 5, 2, True)],
-        "top_layer_states": [C._top_probe(0, k, *c) for k, c in enumerate([(3, False, 2, 4), (3, True, 2, 4)])],
-        "step_backward": [C._step_backward_probe(0, k, *s) for k, s in enumerate([(3, 4, 5), (2, 3, 3)])],
-        "rnn_backward": [C._layer_backward_probe(0, 0, 4, 2, 3, 5)],
-        "stacked_backward": [C._stack_backward_probe(0, 0, 4, 2, 3, 5, 2)],
+        "bidirectional": [checks_a2._bidirectional_probe(0, 0, 4, 2, 3, 5, 2, True)],
+        "top_layer_states": [checks_a2._top_probe(0, k, *c) for k, c in enumerate([(3, False, 2, 4), (3, True, 2, 4)])],
+        "step_backward": [checks_a3._step_backward_probe(0, k, *s) for k, s in enumerate([(3, 4, 5), (2, 3, 3)])],
+        "rnn_backward": [checks_a3._layer_backward_probe(0, 0, 4, 2, 3, 5)],
+        "stacked_backward": [checks_a3._stack_backward_probe(0, 0, 4, 2, 3, 5, 2)],
     }
 
 
@@ -198,10 +200,11 @@ def test_every_known_mistake_is_distinguishable_on_some_probe():
     # Probe drops any variant that equals the correct answer, so a mistake whose variant survives on some probe
     # gives different numbers there; and two mistakes never give the same numbers on every probe.
     declared = {
-        "rnn_step": C.STEP_MISTAKES, "rnn_forward": C.LAYER_MISTAKES + C.LOOP_STEP_MISTAKES,
-        "stacked_forward": C.STACK_MISTAKES + C.LOOP_STEP_MISTAKES, "bidirectional": C.BIDIRECTIONAL_MISTAKES,
-        "top_layer_states": C.TOP_MISTAKES, "step_backward": C.STEP_BACKWARD_MISTAKES,
-        "rnn_backward": C.LAYER_BACKWARD_MISTAKES, "stacked_backward": C.STACK_BACKWARD_MISTAKES,
+        "rnn_step": checks_a1.STEP_MISTAKES, "rnn_forward": checks_a1.LAYER_MISTAKES + checks_a1.LOOP_STEP_MISTAKES,
+        "stacked_forward": checks_a2.STACK_MISTAKES + checks_a1.LOOP_STEP_MISTAKES,
+        "bidirectional": checks_a2.BIDIRECTIONAL_MISTAKES,
+        "top_layer_states": checks_a2.TOP_MISTAKES, "step_backward": checks_a3.STEP_BACKWARD_MISTAKES,
+        "rnn_backward": checks_a3.LAYER_BACKWARD_MISTAKES, "stacked_backward": checks_a3.STACK_BACKWARD_MISTAKES,
     }
     for task, probes in _probes().items():
         for key in declared[task]:
@@ -212,21 +215,22 @@ def test_every_known_mistake_is_distinguishable_on_some_probe():
                 if k1.split("#")[0] == k2.split("#")[0]:
                     continue
                 same_everywhere = all(
-                    C._same(p.variants[k1], p.variants[k2]) for p in probes if k1 in p.variants and k2 in p.variants)
+                    engine._same(p.variants[k1], p.variants[k2])
+                    for p in probes if k1 in p.variants and k2 in p.variants)
                 shared = [p for p in probes if k1 in p.variants and k2 in p.variants]
                 assert not (shared and same_everywhere), f"{task}: {k1} and {k2} give the same numbers on every probe"
 
 
 def test_probe_sizes_differ_so_shapes_name_the_axis():
-    p = C._stack_probe(0, 0, 5, 2, 6, 4, 3)
+    p = checks_a2._stack_probe(0, 0, 5, 2, 6, 4, 3)
     x, h0, params, L = p.args
     assert len({*x.shape, params["weight_hh_l0"].shape[0], L}) == 5  # T, N, D, H, L all different
 
 
 def test_count_mistakes_are_told_apart_across_probes():
     cases = [(3, 5, True), (3, 5, False), (7, 2, True), (1, 6, True), (4, 4, False), (10, 3, True)]
-    vectors = {m: tuple(C._count_variant(*c, m) for c in cases) for m in C.COUNT_MISTAKES}
-    correct = tuple(C._count_variant(*c) for c in cases)
+    vectors = {m: tuple(checks_a1._count_variant(*c, m) for c in cases) for m in checks_a1.COUNT_MISTAKES}
+    correct = tuple(checks_a1._count_variant(*c) for c in cases)
     assert correct not in vectors.values() and len(set(vectors.values())) == len(vectors)
 
 
@@ -486,7 +490,7 @@ def test_train_step_probe_clips():
 
     torch.manual_seed(0)
     model = TorchRNNRegressor(2, 6, 2, dtype=torch.float64)
-    x, y = C._adding_batch(5, 4, 200, np.float64)
+    x, y = checks_a4._adding_batch(5, 4, 200, np.float64)
     nn.functional.mse_loss(model(x), y).backward()
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
     assert norm > 10 * 0.05

@@ -163,7 +163,7 @@ XFAIL: dict[tuple[str, str], str] = {}
 # Fixed since the gallery was written: torch.rnn_tanh_cell and copied library functions (the NumPy-only
 # rule read from the code; tampering withholds the points), the 4 GB allocation (3 GiB address space,
 # MemoryError flagged), the JSON bombs (wire.load refuses them), the result rewritten after its probe
-# cell (tampering: IPython events, rnnlib.coursework.checks._off_limits reassigned), the obfuscated answer patch
+# cell (tampering: IPython events, rnnlib.coursework.engine._off_limits reassigned), the obfuscated answer patch
 # (code built at run time: exec/eval/compile/__import__ withhold the points).
 
 

@@ -616,13 +616,13 @@ def off_limits_flags(nb: NotebookNode, probes: dict[str, "ProbePlan"]) -> list[s
     """
     import ast
 
-    from rnnlib.coursework import checks
+    from rnnlib.coursework import engine
 
     names: set[str] = set()
     modules: set[str] = set()
     for probe in probes.values():
         for plan in probe.plans:
-            task = checks._TASKS.get(getattr(plan, "request", {}).get("task", "")) if hasattr(plan, "request") else None
+            task = engine._TASKS.get(getattr(plan, "request", {}).get("task", "")) if hasattr(plan, "request") else None
             if task is not None and task.forbid:
                 names |= {qual.split(".")[0] for _, qual in task.forbid if not qual.startswith("_")}
                 names |= {"RNN", "RNNCell", "RNNBase"}
@@ -1197,9 +1197,9 @@ def _numpy_only_problem(nb: NotebookNode, src: NotebookNode, probe: ProbePlan) -
     """
     import ast
 
-    from rnnlib.coursework import checks
+    from rnnlib.coursework import checks, engine
 
-    tasks = [checks._TASKS.get(p.request.get("task", "")) for p in probe.plans if hasattr(p, "request")]
+    tasks = [engine._TASKS.get(p.request.get("task", "")) for p in probe.plans if hasattr(p, "request")]
     if not any(t is not None for t in tasks):
         return None  # not a NumPy task (A4, the fixture)
     name = next(t.name for t in tasks if t is not None)
