@@ -53,10 +53,13 @@ def setup_source(url: str, branch: str) -> str:
     return (
         "# Colab: install the course package if it is missing (in the course's own environment\n"
         "# this cell does nothing). The repository is set in _config.yml (tools/setup_cell.py).\n"
-        "import importlib.util, subprocess, sys\n"
-        "if importlib.util.find_spec(\"rnnlib\") is None:\n"
-        "    subprocess.check_call([sys.executable, \"-m\", \"pip\", \"install\", \"--quiet\", \"--no-deps\",\n"
-        f"                           \"rnnlib @ git+{url}@{branch}\"])"
+        "import importlib.util\n"
+        "import subprocess\n"
+        "import sys\n"
+        "\n"
+        'if importlib.util.find_spec("rnnlib") is None:\n'
+        '    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",\n'
+        f'                           "rnnlib @ git+{url}@{branch}"])'
     )
 
 
@@ -113,8 +116,10 @@ def main(argv: list[str]) -> int:
     edited = [] if args.force else unsaved_work([p for p, _ in stale])
     if edited:
         for p in edited:
-            print(f"refusing to rewrite {p.relative_to(ROOT)}: it has uncommitted changes (commit them, "
-                  "or pass --force)", file=sys.stderr)
+            print(
+                f"refusing to rewrite {p.relative_to(ROOT)}: it has uncommitted changes (commit them, or pass --force)",
+                file=sys.stderr,
+            )
         return 2
     for path, nb in stale:
         nbformat.write(nb, path)
