@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from tools import coursework as cw
 from tools.toc import resolve_entry, toc_entries
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import coursework as cw  # noqa: E402
 
 PYTHON = sys.executable
 TOOL = ROOT / "tools" / "coursework.py"
