@@ -33,7 +33,7 @@ import rnnlib.coursework.checks as C
 from rnnlib.coursework import a1 as checks_a1, a2 as checks_a2, a3 as checks_a3, a4 as checks_a4, engine
 from rnnlib.numpy_rnn import rnn_cell_backward, rnn_cell_forward
 
-from fixtures.mistakes import a1, a2, a3, a4  # tests/ is on sys.path (pytest's rootdir insertion)
+from fixtures.mistakes import a1, a2, a3, a4, a5  # tests/ is on sys.path (pytest's rootdir insertion)
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSEWORK = ROOT / "chapters" / "coursework"
@@ -42,6 +42,7 @@ NOTEBOOKS = {
     "A2": COURSEWORK / "A2_stacked_forward.ipynb",
     "A3": COURSEWORK / "A3_bptt.ipynb",
     "A4": COURSEWORK / "A4_training.ipynb",
+    "A5": COURSEWORK / "A5_lstm_cell.ipynb",
 }
 # grade_id of each autograded test cell -> points (the list the grader and the instructor guide use).
 TASKS = {
@@ -49,6 +50,7 @@ TASKS = {
     "A2": {"a2_stacked_tests": 4, "a2_batch_first_tests": 2, "a2_bidirectional_tests": 3, "a2_top_tests": 3},
     "A3": {"a3_step_tests": 3, "a3_backward_tests": 4, "a3_stacked_tests": 4},
     "A4": {"a4_model_tests": 3, "a4_step_tests": 3, "a4_train_tests": 4},
+    "A5": {"a5_step_tests": 3, "a5_backward_tests": 4, "a5_forward_tests": 3},
 }
 # Which checker grades which learner function.
 GRADED = {
@@ -58,10 +60,12 @@ GRADED = {
     "top_layer_states": ("A2", "top_layer_final_states"), "step_backward": ("A3", "rnn_step_backward"),
     "rnn_backward": ("A3", "rnn_backward"), "stacked_backward": ("A3", "stacked_rnn_backward"),
     "adding_model": ("A4", "AddingRegressor"), "train_step": ("A4", "train_step"),
+    "lstm_step_forward": ("A5", "lstm_step_forward"), "lstm_step_backward": ("A5", "lstm_step_backward"),
+    "lstm_forward": ("A5", "lstm_forward"),
 }
 SLOW_SOLUTION_CELLS = {"a4_train"}  # trains for ~15 s; the notebook run (nbval) covers it
 
-CASES = a1.CASES + a2.CASES + a3.CASES
+CASES = a1.CASES + a2.CASES + a3.CASES + a5.CASES
 
 
 def diagnose(checker: str, fn, **kw):

@@ -1,4 +1,4 @@
-"""Diagnostic checkers for the coursework (assignments A1 to A4): say *how* an answer is wrong.
+"""Diagnostic checkers for the coursework (assignments A1 to A5): say *how* an answer is wrong.
 
 This is the module the coursework notebooks import (``import rnnlib.coursework.checks as
 _checks``; each test cell reloads it, then calls ``_checks.check_rnn_step(rnn_step)``). It holds
@@ -9,7 +9,8 @@ no checks of its own; they live in:
   library calls, the probe helpers, the grader's plan/collect/judge split, the registry of
   checks; its docstring says how a new assignment plugs in);
 * :mod:`rnnlib.coursework.a1` (A1_rnn_step), :mod:`rnnlib.coursework.a2` (A2_stacked_forward),
-  :mod:`rnnlib.coursework.a3` (A3_bptt), :mod:`rnnlib.coursework.a4` (A4_training): each
+  :mod:`rnnlib.coursework.a3` (A3_bptt), :mod:`rnnlib.coursework.a4` (A4_training),
+  :mod:`rnnlib.coursework.a5` (A5_lstm_cell): each
   assignment's classic mistakes, known-wrong variants, probes and ``diagnose_*``/``check_*``.
 
 Every ``check_*`` function runs a learner's function on a few probe inputs and either
@@ -53,6 +54,7 @@ Public API (each ``check_x`` has a ``diagnose_x`` twin with the same arguments):
   :func:`check_top_layer_states`.
 * A3: :func:`check_step_backward`, :func:`check_rnn_backward`, :func:`check_stacked_backward`.
 * A4: :func:`check_adding_model`, :func:`check_train_step`, :func:`check_trained_adding_model`.
+* A5: :func:`check_lstm_step_forward`, :func:`check_lstm_step_backward`, :func:`check_lstm_forward`.
 
 ``seed`` changes the probe values; ``extended=True`` adds edge-case probes (one step,
 one sequence, one layer, more layers), used by the hidden tests, which also pass
@@ -66,7 +68,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-ASSIGNMENTS = ("a1", "a2", "a3", "a4")
+ASSIGNMENTS = ("a1", "a2", "a3", "a4", "a5")
 """The assignment modules, in the order they are run (a later one may import an earlier one)."""
 
 # Run again whatever of the engine and the assignment modules is already imported, engine first:
@@ -112,6 +114,14 @@ from .a4 import (  # noqa: E402
     diagnose_trained_adding_model,
     heldout_adding_mse,
 )
+from .a5 import (  # noqa: E402
+    check_lstm_forward,
+    check_lstm_step_backward,
+    check_lstm_step_forward,
+    diagnose_lstm_forward,
+    diagnose_lstm_step_backward,
+    diagnose_lstm_step_forward,
+)
 from .engine import (  # noqa: E402
     MISTAKES,
     NOT_IMPLEMENTED,
@@ -133,6 +143,9 @@ __all__ = [
     "check_adding_model",
     "check_batch_first",
     "check_bidirectional",
+    "check_lstm_forward",
+    "check_lstm_step_backward",
+    "check_lstm_step_forward",
     "check_num_parameters",
     "check_rnn_backward",
     "check_rnn_forward",
@@ -148,6 +161,9 @@ __all__ = [
     "diagnose_adding_model",
     "diagnose_batch_first",
     "diagnose_bidirectional",
+    "diagnose_lstm_forward",
+    "diagnose_lstm_step_backward",
+    "diagnose_lstm_step_forward",
     "diagnose_num_parameters",
     "diagnose_rnn_backward",
     "diagnose_rnn_forward",
