@@ -1,4 +1,4 @@
-"""The round trip through a real nbgrader course, for A1-A4 (slow, marked ``slow``; it runs in the
+"""The round trip through a real nbgrader course, for A1-A5 (slow, marked ``slow``; it runs in the
 normal suite). Split from tests/test_coursework.py so that xdist can run it beside the rest."""
 
 from __future__ import annotations
@@ -36,15 +36,15 @@ ASSIGNMENTS = {path.stem.split("_")[0].lower(): path for path in SOLUTIONS}  # a
 
 
 def test_the_round_trip_covers_every_assignment():
-    assert sorted(ASSIGNMENTS) == ["a1", "a2", "a3", "a4"]
+    assert sorted(ASSIGNMENTS) == ["a1", "a2", "a3", "a4", "a5"]
 
 
-# One course per assignment, so that xdist runs the four side by side (conftest.py: groups).
+# One course per assignment, so that xdist runs the five side by side (conftest.py: groups).
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xdist_group(f"nbgrader-{name.upper()}"))
                                   for name in sorted(ASSIGNMENTS)])
 def test_nbgrader_course_round_trip(tmp_path, student_dir, name):
-    """In a teacher's own nbgrader course, for each of A1-A4: generate_assignment == our student
+    """In a teacher's own nbgrader course, for each of A1-A5: generate_assignment == our student
     version; autograde gives the solution full marks, the untouched student version zero, and the
     same points per task as our grader (plus, for A1, a submission with a wrong answer and an
     edited test)."""
