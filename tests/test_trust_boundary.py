@@ -17,10 +17,10 @@ import pytest
 
 import rnnlib.coursework.checks as C
 from rnnlib.coursework import wire
-from fixtures.mistakes import a1, a2, a3, a4  # tests/ is on sys.path (pytest's rootdir insertion)
+from fixtures.mistakes import a1, a2, a3, a4, a5  # tests/ is on sys.path (pytest's rootdir insertion)
 from test_checks import GRADED, definitions, read, student_version  # noqa: F401 - shared helpers
 
-CASES = a1.CASES + a2.CASES + a3.CASES
+CASES = a1.CASES + a2.CASES + a3.CASES + a5.CASES
 A4_CASES = ([("adding_model", cls) for cls, _ in a4.MODEL_CASES]
             + [("train_step", fn) for fn, _ in a4.STEP_CASES])
 
@@ -52,12 +52,12 @@ def test_a4_mistakes_get_the_same_diagnosis_across_the_boundary(checker, obj, tm
 
 @pytest.fixture(scope="module")
 def solutions() -> dict[str, dict]:
-    return {name: definitions(read(name)) for name in ("A1", "A2", "A3", "A4")}
+    return {name: definitions(read(name)) for name in ("A1", "A2", "A3", "A4", "A5")}
 
 
 @pytest.fixture(scope="module")
 def students() -> dict[str, dict]:
-    return {name: definitions(student_version(read(name))) for name in ("A1", "A2", "A3", "A4")}
+    return {name: definitions(student_version(read(name))) for name in ("A1", "A2", "A3", "A4", "A5")}
 
 
 @pytest.mark.parametrize("checker", sorted(GRADED))

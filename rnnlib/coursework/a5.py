@@ -4,7 +4,8 @@ Three learner functions, in NumPy, in PyTorch's convention (``W_ih (4H, D)``, ``
 ``b_ih, b_hh (4H,)``, gate blocks in the row order ``i, f, g, o``):
 
 * ``lstm_step_forward(x (N, D), h_prev (N, H), c_prev (N, H), W_ih, W_hh, b_ih, b_hh) -> (h, c, cache)``,
-  checked against ``torch.nn.LSTMCell`` (float64); the cache must hold :data:`STEP_CACHE_KEYS`.
+  checked against ``torch.nn.LSTMCell`` (float64); the cache must hold :data:`STEP_CACHE_KEYS`, and its
+  gates and cell (:data:`COMPUTED_CACHE_KEYS`) are checked too.
 * ``lstm_step_backward(dh (N, H), dc (N, H), cache) -> {dx, dh_prev, dc_prev, dW_ih, dW_hh, db_ih, db_hh}``,
   checked against ``torch.autograd`` through ``nn.LSTMCell`` (float64), on caches this module builds.
 * ``lstm_forward(x (T, N, D), (h0, c0), params) -> (output (T, N, H), (h_n, c_n))`` with ``h0, c0, h_n,
@@ -193,6 +194,10 @@ LSTM_BACKWARD_IMPLEMENTATIONS: tuple[tuple[str, str], ...] = LSTM_FORWARD_IMPLEM
 
 STEP_CACHE_KEYS = ("x", "h_prev", "c_prev", "W_ih", "W_hh", "i", "f", "g", "o", "c")
 """The keys the cache of ``lstm_step_forward`` must have (the gates are their activations, each ``(N, H)``)."""
+COMPUTED_CACHE_KEYS = ("i", "f", "g", "o", "c")
+"""The cache entries the check compares: what the step computes. The others only hold the step's inputs, and
+an expected value equal to an input would tell the kernel nothing it does not have, but the grader's rule is
+that no expected value crosses into it (tests/test_trust_boundary.py)."""
 
 STEP_GRAD_KEYS = ("dx", "dh_prev", "dc_prev", "dW_ih", "dW_hh", "db_ih", "db_hh")
 
@@ -331,7 +336,7 @@ def _step_inputs(rng: np.random.Generator, N: int, D: int, H: int) -> _StepArgs:
 
 
 def _flatten_step(h: Array, c: Array, cache: Mapping[str, Array]) -> dict[str, Array]:
-    return {"h": h, "c": c, **{f"cache[{k!r}]": cache[k] for k in STEP_CACHE_KEYS}}
+    return {"h": h, "c": c, **{f"cache[{k!r}]": cache[k] for k in COMPUTED_CACHE_KEYS}}
 
 
 def _step_forward_probe(seed: int, k: int, N: int, D: int, H: int) -> Probe:
@@ -361,15 +366,14 @@ def _unpack_step_forward(result: Any) -> dict[str, Array]:
         raise _Unpack(f"the cache has no key(s) {missing}: it needs (at least) {list(STEP_CACHE_KEYS)}, the gates "
                       "i, f, g, o being their activations (after sigmoid or tanh)")
     return _flatten_step(_to_array(h, "h"), _to_array(c, "c"),
-                         {k: _to_array(cache[k], f"cache[{k!r}]") for k in STEP_CACHE_KEYS})
+                         {k: _to_array(cache[k], f"cache[{k!r}]") for k in COMPUTED_CACHE_KEYS})
 
 
 _GATE_SHAPE = "(N, H)"
 _STEP_FORWARD_TASK = Task(
     "lstm_step_forward", _unpack_step_forward,
-    {"h": "(N, H)", "c": "(N, H)", "cache['x']": "(N, D)", "cache['h_prev']": "(N, H)", "cache['c_prev']": "(N, H)",
-     "cache['W_ih']": "(4H, D)", "cache['W_hh']": "(4H, H)", "cache['i']": _GATE_SHAPE, "cache['f']": _GATE_SHAPE,
-     "cache['g']": _GATE_SHAPE, "cache['o']": _GATE_SHAPE, "cache['c']": "(N, H)"},
+    {"h": "(N, H)", "c": "(N, H)", "cache['i']": _GATE_SHAPE, "cache['f']": _GATE_SHAPE, "cache['g']": _GATE_SHAPE,
+     "cache['o']": _GATE_SHAPE, "cache['c']": "(N, H)"},
     LSTM_FORWARD_IMPLEMENTATIONS,
     hint="a = x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh; i, f, g, o = np.split(a, 4, axis=1); "
          "i, f, o through the sigmoid, g through tanh; c = f * c_prev + i * g; h = o * tanh(c).")
