@@ -81,20 +81,23 @@ def alternates(pagename_uri: str, language: str, editions: dict[str, str], names
     up = "../" * pagename_uri.count("/") + edition_root(language, editions)
     result = []
     for lang, folder in editions.items():
-        result.append({
-            "language": lang,
-            "hreflang": hreflang(lang),
-            "href": up + (folder.strip("/") + "/" if folder else "") + pagename_uri,
-            "name": names.get(lang, lang),
-            "title": SWITCH_TITLES.get(lang, names.get(lang, lang)),
-            "current": lang == language,
-        })
+        result.append(
+            {
+                "language": lang,
+                "hreflang": hreflang(lang),
+                "href": up + (folder.strip("/") + "/" if folder else "") + pagename_uri,
+                "name": names.get(lang, lang),
+                "title": SWITCH_TITLES.get(lang, names.get(lang, lang)),
+                "current": lang == language,
+            }
+        )
     return result
 
 
 # --------------------------------------------------------------------------------------
 # Configuration: templates, the theme's header, the book theme's missing strings
 # --------------------------------------------------------------------------------------
+
 
 def _configure(app, config) -> None:
     config.templates_path = [str(TEMPLATES), *[p for p in config.templates_path if p != str(TEMPLATES)]]
@@ -124,8 +127,11 @@ def _install_chinese_search() -> None:
     from sphinx.search.zh import JIEBA, SearchChinese
 
     if not JIEBA:
-        logger.warning("jieba is not installed: the Chinese search index will hold no Chinese word "
-                       "(pip install jieba; it is pinned in requirements.txt)", type="i18n")
+        logger.warning(
+            "jieba is not installed: the Chinese search index will hold no Chinese word "
+            "(pip install jieba; it is pinned in requirements.txt)",
+            type="i18n",
+        )
         return
 
     class SearchChineseRuns(SearchChinese):
@@ -157,6 +163,7 @@ def _install_chinese_search() -> None:
 # Translated nodes: the document they belong to
 # --------------------------------------------------------------------------------------
 
+
 class ReattachTranslatedNodes(SphinxTransform):
     """Make the nodes that a translation brought in belong to this page's document.
 
@@ -183,6 +190,7 @@ class ReattachTranslatedNodes(SphinxTransform):
 # --------------------------------------------------------------------------------------
 # The toc's part captions
 # --------------------------------------------------------------------------------------
+
 
 class TranslateTocCaptions(SphinxTransform):
     """Translate the captions of the toctrees that sphinx-external-toc inserted (priority 100)."""
@@ -211,6 +219,7 @@ class TranslateTocCaptions(SphinxTransform):
 # --------------------------------------------------------------------------------------
 # Each page: the switch, the alternates, the shared MathJax
 # --------------------------------------------------------------------------------------
+
 
 def _page_alternates(app, pagename: str, templatename: str, context: dict, doctree: nodes.document | None) -> None:
     """The switch's links and the hreflang alternates (before the theme drops templates that render empty)."""

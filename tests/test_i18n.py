@@ -77,11 +77,16 @@ def _msgids(path: Path) -> set[str]:
 # The checker itself
 # --------------------------------------------------------------------------------------
 
+
 def test_markup_check_catches_changed_maths_code_and_references() -> None:
-    english = ("Layer $l$ reads `h[l-1]` (see {numref}`fig-02-stack` and {doc}`Chapter 6 <06_vanishing>`), "
-               "as [the docs](https://pytorch.org/docs) say: $W_{hh}^{(l)}$.")
-    good = ("第 $l$ 层读取 `h[l-1]`（见 {numref}`fig-02-stack` 和 {doc}`第 6 章 <06_vanishing>`），"
-            "正如[文档](https://pytorch.org/docs)所说：$W_{hh}^{(l)}$。")
+    english = (
+        "Layer $l$ reads `h[l-1]` (see {numref}`fig-02-stack` and {doc}`Chapter 6 <06_vanishing>`), "
+        "as [the docs](https://pytorch.org/docs) say: $W_{hh}^{(l)}$."
+    )
+    good = (
+        "第 $l$ 层读取 `h[l-1]`（见 {numref}`fig-02-stack` 和 {doc}`第 6 章 <06_vanishing>`），"
+        "正如[文档](https://pytorch.org/docs)所说：$W_{hh}^{(l)}$。"
+    )
     assert i18n.markup_problems(english, good) == []
     # the order may change
     assert i18n.markup_problems("$a$ then $b$", "先 $b$ 后 $a$") == []
@@ -95,31 +100,48 @@ def test_markup_check_catches_changed_maths_code_and_references() -> None:
     assert i18n.markup_problems("one $x$", "一个 $x$ 和 $y$")
     # braces inside inline code are code, not a role; a $ inside code is not maths
     assert i18n.markup_tokens("`weight_ih_l{k}` and `$HOME`") == {"`weight_ih_l{k}`": 1, "`$HOME`": 1}
-    assert i18n.markup_problems("one `bias_ih_l{k}` and one `bias_hh_l{k}` per layer",
-                                "每层一个 `bias_ih_l{k}` 和一个 `bias_hh_l{k}`") == []
+    assert (
+        i18n.markup_problems(
+            "one `bias_ih_l{k}` and one `bias_hh_l{k}` per layer", "每层一个 `bias_ih_l{k}` 和一个 `bias_hh_l{k}`"
+        )
+        == []
+    )
+    # a translation that markdown reads as a list (the heading "1. Weights ...") is dropped by Sphinx
+    assert i18n.markup_problems("1. Weights stored as", "1. 权重存为")
+    assert i18n.markup_problems("1. Weights stored as", "1\\. 权重存为") == []
 
 
 def test_english_words_leave_out_maths_and_code() -> None:
-    assert i18n.english_words("The state $h_t^{(l)}$ of `nn.RNN` has {numref}`fig-x` three words") == 6  # The state of has three words
+    assert (
+        i18n.english_words("The state $h_t^{(l)}$ of `nn.RNN` has {numref}`fig-x` three words") == 6
+    )  # The state of has three words
 
 
 # --------------------------------------------------------------------------------------
 # The catalogs
 # --------------------------------------------------------------------------------------
 
+
 def test_every_page_has_one_catalog() -> None:
     pages = set(_toc_docnames())
     catalogs = {i18n.page_of(p) for p in i18n.catalogs()}
     assert not pages - catalogs, f"pages without a catalog (run `make i18n-update`): {sorted(pages - catalogs)}"
-    assert not catalogs - pages, (f"catalogs of no page in _toc.yml (delete them, or their page came back "
-                                  f"under another name): {sorted(catalogs - pages)}")
+    assert not catalogs - pages, (
+        f"catalogs of no page in _toc.yml (delete them, or their page came back "
+        f"under another name): {sorted(catalogs - pages)}"
+    )
 
 
 def test_catalogs_in_step_with_the_english(tmp_path: Path) -> None:
     """A fresh extraction gives exactly the catalogs' messages: the English did not change behind them."""
     out = tmp_path / "gettext"
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "i18n.py"), "extract", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "i18n.py"), "extract", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, f"gettext extraction failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     templates = {p.relative_to(out).with_suffix("").as_posix(): p for p in out.rglob("*.pot")}
     assert templates, f"the extraction wrote no templates in {out}"
@@ -130,16 +152,21 @@ def test_catalogs_in_step_with_the_english(tmp_path: Path) -> None:
             continue  # test_every_page_has_one_catalog reports it
         want, have = _msgids(templates[page]), _msgids(po)
         if want - have:
-            problems.append(f"{page}: {len(want - have)} new English messages not in the catalog, e.g. "
-                            f"{sorted(want - have)[0][:100]!r}")
+            problems.append(
+                f"{page}: {len(want - have)} new English messages not in the catalog, e.g. "
+                f"{sorted(want - have)[0][:100]!r}"
+            )
         if have - want:
-            problems.append(f"{page}: {len(have - want)} messages the English no longer has, e.g. "
-                            f"{sorted(have - want)[0][:100]!r}")
+            problems.append(
+                f"{page}: {len(have - want)} messages the English no longer has, e.g. {sorted(have - want)[0][:100]!r}"
+            )
         obsolete = [e for e in polib.pofile(str(po)) if e.obsolete]
         if obsolete:
             problems.append(f"{page}: {len(obsolete)} obsolete (#~) messages: reuse what helps, then delete them")
-    assert not problems, ("the catalogs are out of step with the English pages; run `make i18n-update`, then "
-                          "translate what it lists:\n" + "\n".join(problems))
+    assert not problems, (
+        "the catalogs are out of step with the English pages; run `make i18n-update`, then "
+        "translate what it lists:\n" + "\n".join(problems)
+    )
 
 
 def _display_maths() -> list[str]:
@@ -152,7 +179,9 @@ def _display_maths() -> list[str]:
         else:
             text = source.read_text(encoding="utf8")
         bodies += [m.group(1).strip() for m in re.finditer(r"\$\$(.+?)\$\$", text, re.DOTALL)]
-        bodies += [m.group(0).strip() for m in re.finditer(r"^\\begin\{(\w+\*?)\}.+?\\end\{\1\}", text, re.DOTALL | re.M)]
+        bodies += [
+            m.group(0).strip() for m in re.finditer(r"^\\begin\{(\w+\*?)\}.+?\\end\{\1\}", text, re.DOTALL | re.M)
+        ]
     return [b for b in bodies if b]
 
 
@@ -172,8 +201,10 @@ def test_translations_keep_maths_code_and_references() -> None:
     problems = []
     for po in i18n.catalogs() + i18n.interface_catalogs():
         problems += i18n.read_catalog(po).problems
-    assert not problems, ("translations that changed the English's maths, code, references or links "
-                          "(`tools/i18n.py check FILE` shows the same):\n" + "\n".join(problems[:60]))
+    assert not problems, (
+        "translations that changed the English's maths, code, references or links "
+        "(`tools/i18n.py check FILE` shows the same):\n" + "\n".join(problems[:60])
+    )
 
 
 @pytest.mark.skipif(shutil.which("msgfmt") is None, reason="GNU gettext's msgfmt is not installed")
@@ -193,8 +224,10 @@ def test_catalogs_are_complete() -> None:
     fuzzy = sum(r.fuzzy for r in todo)
     words = sum(r.untranslated_words for r in todo)
     detail = ", ".join(f"{i18n.page_of(r.path)} ({r.untranslated} + {r.fuzzy} fuzzy)" for r in todo)
-    message = (f"{untranslated} untranslated and {fuzzy} fuzzy messages ({words} English words) of "
-               f"{sum(r.messages for r in reports)}: {detail}")
+    message = (
+        f"{untranslated} untranslated and {fuzzy} fuzzy messages ({words} English words) of "
+        f"{sum(r.messages for r in reports)}: {detail}"
+    )
     if not ENFORCE_COMPLETE:
         pytest.skip(f"the zh_CN edition is not complete yet (ENFORCE_COMPLETE is False): {message}")
     pytest.fail(f"the zh_CN edition is incomplete: {message}; `tools/i18n.py report` lists them")
@@ -238,10 +271,17 @@ def test_jieba_keeps_the_course_terms_whole() -> None:
     jieba = pytest.importorskip("jieba", reason="jieba is pinned in requirements.txt: pip install -r requirements.txt")
     jieba.setLogLevel(logging.WARNING)
     lines = [line.split() for line in i18n.JIEBA_DICT.read_text(encoding="utf8").splitlines() if line.strip()]
-    assert all(1 <= len(parts) <= 3 and (len(parts) < 2 or parts[1].isdigit()) for parts in lines), \
+    assert all(1 <= len(parts) <= 3 and (len(parts) < 2 or parts[1].isdigit()) for parts in lines), (
         "jieba_dict.txt: one 'word [frequency] [tag]' per line"
+    )
+    entries = [parts[0] for parts in lines]
+    hiding = [(w, v) for w in entries for v in (*entries, *SEARCH_TERMS) if len(v) > 3 and v != w and v in w]
+    assert not hiding, (
+        f"jieba_dict.txt: an entry hides a longer term from search (only 2-3 characters are kept): {hiding}"
+    )
     tokenizer = jieba.Tokenizer()
     tokenizer.load_userdict(str(i18n.JIEBA_DICT))
     for term in SEARCH_TERMS:
         words = set(tokenizer.cut_for_search(f"多层网络的{term}问题"))
         assert term in words, f"jieba splits {term!r} ({sorted(words)}): add it to {i18n.JIEBA_DICT.name}"
+    assert "反向传播" in set(tokenizer.cut_for_search("截断的随时间反向传播"))

@@ -1492,6 +1492,8 @@ def student_config(config_path: Path = ROOT / "_config.yml") -> dict:
     conf["html_show_sourcelink"] = False
     # The theme's download menu would link to those missing sources.
     conf.setdefault("html_theme_options", {})["use_download_button"] = False
+    # English only (chapters/instructor_guide.md says why): no language switch to a missing edition.
+    conf["i18n_editions"] = {"en": ""}
     return cfg
 
 

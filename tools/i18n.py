@@ -96,10 +96,22 @@ def markup_tokens(text: str) -> Counter:
     return tokens
 
 
+# A msgstr is parsed as markdown on its own, and Sphinx only uses it if it comes out as one
+# paragraph: one that starts like a list item, a heading, a quote, a fence or a table row
+# ("1. 权重", the translation of the heading "1. Weights ...") is dropped without a warning,
+# and the English stays. Escaping the first character ("1\\. 权重") keeps it a paragraph.
+BLOCK_START = re.compile(r"^ {0,3}(?:\d{1,9}[.)](?:\s|$)|[-*+](?:\s|$)|#{1,6}(?:\s|$)|>|```|~~~|\|)")
+
+
 def markup_problems(msgid: str, msgstr: str) -> list[str]:
     """What a translation changed of the English message's maths, code, roles and links."""
     want, got = markup_tokens(msgid), markup_tokens(msgstr)
     problems = []
+    if msgstr != msgid and BLOCK_START.match(msgstr):  # an identical msgstr is never parsed
+        problems.append(
+            f"starts like a list item, heading or quote ({msgstr[:12]!r}): Sphinx drops such a "
+            "translation and shows the English; escape it, e.g. '1\\. ' for '1. '"
+        )
     for token in sorted((want - got).keys()):
         problems.append(f"missing or altered: {token}")
     for token in sorted((got - want).keys()):
@@ -154,7 +166,7 @@ class CatalogReport:
 
 def read_catalog(po_path: Path) -> CatalogReport:
     """Counts and markup problems of one catalog (polib)."""
-    import polib
+    import polib  # type: ignore[import-untyped]  # no stubs (types-polib is not pinned)
 
     report = CatalogReport(po_path)
     try:
@@ -195,27 +207,34 @@ def msgfmt_problems(po_path: Path) -> list[str]:
     msgfmt = shutil.which("msgfmt")
     if not msgfmt:
         return []
-    proc = subprocess.run([msgfmt, "--check-format", "--check-header", "-o", "/dev/null", str(po_path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [msgfmt, "--check-format", "--check-header", "-o", "/dev/null", str(po_path)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         return [f"{po_path}: msgfmt: {line}" for line in proc.stderr.splitlines() if line.strip()]
     return []
 
 
 def report_table(reports: list[CatalogReport], folder: Path = CATALOGS) -> str:
-    header = f"{'catalog':42} {'msgs':>5} {'words':>6} {'done':>5} {'fuzzy':>5} {'todo':>5} {'todo words':>10} {'obsol':>5}"
+    header = (
+        f"{'catalog':42} {'msgs':>5} {'words':>6} {'done':>5} {'fuzzy':>5} {'todo':>5} {'todo words':>10} {'obsol':>5}"
+    )
     lines = [header, "-" * len(header)]
     total = CatalogReport(folder)
     for r in reports:
         name = page_of(r.path, folder) + ".po"
-        lines.append(f"{name:42} {r.messages:5} {r.words:6} {r.translated:5} {r.fuzzy:5} {r.untranslated:5} "
-                     f"{r.untranslated_words:10} {r.obsolete:5}")
+        lines.append(
+            f"{name:42} {r.messages:5} {r.words:6} {r.translated:5} {r.fuzzy:5} {r.untranslated:5} "
+            f"{r.untranslated_words:10} {r.obsolete:5}"
+        )
         for attr in ("messages", "words", "translated", "fuzzy", "untranslated", "untranslated_words", "obsolete"):
             setattr(total, attr, getattr(total, attr) + getattr(r, attr))
     lines.append("-" * len(header))
-    lines.append(f"{'total (' + str(len(reports)) + ' catalogs)':42} {total.messages:5} {total.words:6} "
-                 f"{total.translated:5} {total.fuzzy:5} {total.untranslated:5} {total.untranslated_words:10} "
-                 f"{total.obsolete:5}")
+    lines.append(
+        f"{'total (' + str(len(reports)) + ' catalogs)':42} {total.messages:5} {total.words:6} "
+        f"{total.translated:5} {total.fuzzy:5} {total.untranslated:5} {total.untranslated_words:10} "
+        f"{total.obsolete:5}"
+    )
     return "\n".join(lines)
 
 
@@ -223,16 +242,40 @@ def report_table(reports: list[CatalogReport], folder: Path = CATALOGS) -> str:
 # Building: the gettext templates, the zh_CN site
 # --------------------------------------------------------------------------------------
 
-def _sphinx_build(out: Path, *, builder: str, doctrees: Path, overrides: dict | None = None,
-                  config: Path = ROOT / "_config.yml", quiet: bool = True, freshenv: bool = True) -> int:
+
+def _sphinx_build(
+    out: Path,
+    *,
+    builder: str,
+    doctrees: Path,
+    overrides: dict | None = None,
+    config: Path = ROOT / "_config.yml",
+    quiet: bool = True,
+    freshenv: bool = True,
+) -> int:
     """One Sphinx build through Jupyter Book's entry point (as ``jupyter-book build`` runs it)."""
     from jupyter_book.sphinx import build_sphinx
 
-    confoverrides = {"external_toc_path": (ROOT / "_toc.yml").as_posix(), "latex_individualpages": False,
-                     "nitpicky": True, **(overrides or {})}
-    result = build_sphinx(ROOT, out, use_external_toc=True, noconfig=True, path_config=str(config),
-                          confoverrides=confoverrides, doctreedir=doctrees, builder=builder,
-                          warningiserror=True, keep_going=True, freshenv=freshenv, quiet=quiet)
+    confoverrides = {
+        "external_toc_path": (ROOT / "_toc.yml").as_posix(),
+        "latex_individualpages": False,
+        "nitpicky": True,
+        **(overrides or {}),
+    }
+    result = build_sphinx(
+        ROOT,
+        out,
+        use_external_toc=True,
+        noconfig=True,
+        path_config=str(config),
+        confoverrides=confoverrides,
+        doctreedir=doctrees,
+        builder=builder,
+        warningiserror=True,
+        keep_going=True,
+        freshenv=freshenv,
+        quiet=quiet,
+    )
     if isinstance(result, Exception):
         print(f"{builder} build failed: {result!r}", file=sys.stderr)
         return 1
@@ -247,13 +290,28 @@ def extract(out: Path = GETTEXT_OUT, quiet: bool = True) -> int:
             print(f"refusing to empty {out}: it holds more than .pot files ({others[0]})", file=sys.stderr)
             return 2
         shutil.rmtree(out)
-    return _sphinx_build(out, builder="gettext", doctrees=out.parent / ".doctrees-gettext", quiet=quiet)
+    status = _sphinx_build(out, builder="gettext", doctrees=out.parent / ".doctrees-gettext", quiet=quiet)
+    # The builder also writes the translatable strings of the templates (ours in _ext/templates
+    # and the themes') into sphinx.pot. Their Chinese is kept by hand in sphinx.po, which only
+    # holds what the themes' own catalogs lack: sphinx-intl must not merge (and obsolete) it.
+    (out / "sphinx.pot").unlink(missing_ok=True)
+    return status
 
 
 def sphinx_intl_update(pot_dir: Path = GETTEXT_OUT, locale_dir: Path = LOCALES) -> int:
     exe = Path(sys.executable).with_name("sphinx-intl")
-    cmd = [str(exe) if exe.is_file() else "sphinx-intl", "update", "-p", str(pot_dir), "-l", LANGUAGE,
-           "-d", str(locale_dir), "-j", "1"]
+    cmd = [
+        str(exe) if exe.is_file() else "sphinx-intl",
+        "update",
+        "-p",
+        str(pot_dir),
+        "-l",
+        LANGUAGE,
+        "-d",
+        str(locale_dir),
+        "-j",
+        "1",
+    ]
     return subprocess.run(cmd, cwd=ROOT).returncode
 
 
@@ -275,12 +333,22 @@ def copy_edition(html: Path, copy_to: Path) -> None:
     if copy_to.exists():
         shutil.rmtree(copy_to)
     mathjax = (html / "_static" / "mathjax").resolve()
-    shutil.copytree(html, copy_to, symlinks=True,
-                    ignore=lambda folder, names: ["mathjax"] if Path(folder).resolve() == mathjax.parent else [])
+    shutil.copytree(
+        html,
+        copy_to,
+        symlinks=True,
+        ignore=lambda folder, names: ["mathjax"] if Path(folder).resolve() == mathjax.parent else [],
+    )
 
 
-def build_site(out: Path = ZH_OUT, *, copy_to: Path | None = ENGLISH_HTML / LANGUAGE, quiet: bool = True,
-               freshenv: bool = False) -> int:
+def build_site(
+    out: Path = ZH_OUT,
+    *,
+    copy_to: Path | None = ENGLISH_HTML / LANGUAGE,
+    quiet: bool = True,
+    freshenv: bool = False,
+    config: Path = ROOT / "_config.yml",
+) -> int:
     """The zh_CN edition into ``out/html`` (``out/.doctrees`` beside it), then copied to ``copy_to``.
 
     Built into its own folder, not straight into ``_build/html/zh_CN``: myst-nb writes a
@@ -288,8 +356,15 @@ def build_site(out: Path = ZH_OUT, *, copy_to: Path | None = ENGLISH_HTML / LANG
     Incremental unless ``freshenv``: Sphinx re-reads a page when it or its catalog changed.
     """
     html = out / "html"
-    status = _sphinx_build(html, builder="html", doctrees=out / ".doctrees", overrides=edition_overrides(),
-                           quiet=quiet, freshenv=freshenv)
+    status = _sphinx_build(
+        html,
+        builder="html",
+        doctrees=out / ".doctrees",
+        overrides=edition_overrides(),
+        quiet=quiet,
+        freshenv=freshenv,
+        config=config,
+    )
     if status:
         print(f"the {LANGUAGE} edition did not build (exit {status}); see the warnings above", file=sys.stderr)
         return status
@@ -302,6 +377,7 @@ def build_site(out: Path = ZH_OUT, *, copy_to: Path | None = ENGLISH_HTML / LANG
 # --------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------
+
 
 def cmd_report(args: argparse.Namespace) -> int:
     print(report_table([read_catalog(p) for p in catalogs()]))
@@ -322,11 +398,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         report = read_catalog(path.resolve())
         problems = report.problems + msgfmt_problems(path)
         if args.complete and not report.complete:
-            problems.append(f"{path}: incomplete: {report.untranslated} untranslated, {report.fuzzy} fuzzy, "
-                            f"{report.obsolete} obsolete of {report.messages} messages")
+            problems.append(
+                f"{path}: incomplete: {report.untranslated} untranslated, {report.fuzzy} fuzzy, "
+                f"{report.obsolete} obsolete of {report.messages} messages"
+            )
         status = "ok" if not problems else "FAILED"
-        print(f"{path}: {status}: {report.translated}/{report.messages} translated, {report.fuzzy} fuzzy, "
-              f"{report.untranslated} untranslated ({report.untranslated_words} words), {report.obsolete} obsolete")
+        print(
+            f"{path}: {status}: {report.translated}/{report.messages} translated, {report.fuzzy} fuzzy, "
+            f"{report.untranslated} untranslated ({report.untranslated_words} words), {report.obsolete} obsolete"
+        )
         for problem in problems:
             print(f"  {problem}")
         failed = failed or bool(problems)
@@ -353,29 +433,36 @@ def cmd_update(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve() if args.out else ZH_OUT
     copy_to = None if args.no_copy else (Path(args.copy_to).resolve() if args.copy_to else ENGLISH_HTML / LANGUAGE)
-    return build_site(out, copy_to=copy_to, quiet=not args.verbose, freshenv=args.all)
+    config = Path(args.config).resolve() if args.config else ROOT / "_config.yml"
+    return build_site(out, copy_to=copy_to, quiet=not args.verbose, freshenv=args.all, config=config)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, func, help_ in (("extract", cmd_extract, "gettext templates into _build/gettext"),
-                              ("update", cmd_update, "extract, then sphinx-intl update, then report"),
-                              ("report", cmd_report, "counts per catalog"),
-                              ("check", cmd_check, "format and markup checks"),
-                              ("build", cmd_build, "the zh_CN site")):
+    for name, func, help_ in (
+        ("extract", cmd_extract, "gettext templates into _build/gettext"),
+        ("update", cmd_update, "extract, then sphinx-intl update, then report"),
+        ("report", cmd_report, "counts per catalog"),
+        ("check", cmd_check, "format and markup checks"),
+        ("build", cmd_build, "the zh_CN site"),
+    ):
         p = sub.add_parser(name, help=help_)
         p.set_defaults(func=func)
         if name in ("extract", "update", "build"):
             p.add_argument("-v", "--verbose", action="store_true", help="show Sphinx's output")
-    sub.choices["extract"].add_argument("--out", help=f"where to write the templates (default {GETTEXT_OUT.relative_to(ROOT)})")
+    sub.choices["extract"].add_argument(
+        "--out", help=f"where to write the templates (default {GETTEXT_OUT.relative_to(ROOT)})"
+    )
     sub.choices["check"].add_argument("po", nargs="*", help="catalogs to check (default: all)")
-    sub.choices["check"].add_argument("--complete", action="store_true",
-                                      help="also fail on untranslated, fuzzy or obsolete messages")
+    sub.choices["check"].add_argument(
+        "--complete", action="store_true", help="also fail on untranslated, fuzzy or obsolete messages"
+    )
     sub.choices["build"].add_argument("--out", help=f"build folder (default {ZH_OUT.relative_to(ROOT)})")
     sub.choices["build"].add_argument("--copy-to", help="where to copy the html (default _build/html/zh_CN)")
     sub.choices["build"].add_argument("--no-copy", action="store_true", help="do not copy the html")
     sub.choices["build"].add_argument("--all", action="store_true", help="fresh environment: re-read every page")
+    sub.choices["build"].add_argument("--config", help="another _config.yml (default: the book's)")
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -18,6 +18,11 @@ For every HTML page of the site (everything under the build folder except
   ``external_links.txt`` beside the build folder (``_build/external_links.txt``)
   and printed.
 
+The site may hold other editions of the book in subfolders (``zh_CN/``, copied
+there by ``tools/i18n.py build``; any subfolder with its own ``searchindex.js``):
+they are checked with it, including the language switch's links between them,
+and the pages checked are counted per edition.
+
 Exit status 1 if any local link or anchor is broken. ``tests/test_site.py``
 runs the same check through :func:`check_site`.
 """
@@ -77,6 +82,8 @@ class LinkReport:
     broken: list[str] = field(default_factory=list)
     # external URL -> pages (relative to the build) that use it
     external: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    # edition folder ("" for the site's own pages, "zh_CN", ...) -> pages checked
+    editions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def external_listing(self) -> str:
         lines = [f"# {len(self.external)} external links (not fetched: no network in CI)"]
@@ -104,9 +111,12 @@ def check_site(html_dir: Path) -> LinkReport:
     html_dir = html_dir.resolve()
     report = LinkReport()
     cache: dict[Path, _PageParser] = {}
+    editions = {p.parent.relative_to(html_dir).parts[0] for p in html_dir.glob("*/searchindex.js")}
     for page in site_pages(html_dir):
         report.pages += 1
         rel_page = page.relative_to(html_dir).as_posix()
+        top = rel_page.split("/", 1)[0]
+        report.editions[top if top in editions else ""] += 1
         for tag, url in _parse(page, cache).links:
             if not url or url.lower().startswith(NON_LINKS):
                 continue
@@ -148,8 +158,9 @@ def main(argv: list[str]) -> int:
     out = html_dir.parent / "external_links.txt"
     out.write_text(listing, encoding="utf8")
     print(listing, end="")
+    per_edition = ", ".join(f"{n} in {e or 'the site'}" for e, n in sorted(report.editions.items()))
     print(
-        f"checked {report.local_links} local links on {report.pages} pages; "
+        f"checked {report.local_links} local links on {report.pages} pages ({per_edition}); "
         f"{len(report.external)} external links listed in {out}"
     )
     for line in report.broken:
