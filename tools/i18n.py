@@ -328,6 +328,14 @@ def edition_overrides() -> dict:
     return overrides
 
 
+def edition_inputs(config: Path = ROOT / "_config.yml") -> list[Path]:
+    """The zh_CN build's inputs that Sphinx's incremental build does not track: the settings, the toc,
+    the extensions and templates, the interface catalogs, the edition's settings and jieba's dictionary
+    (an unchanged page would keep its old words in the search index)."""
+    ext = [p for p in (ROOT / "_ext").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    return [config, ROOT / "_toc.yml", EDITION_SETTINGS, JIEBA_DICT, *interface_catalogs(), *ext]
+
+
 def copy_edition(html: Path, copy_to: Path) -> None:
     """Copy the built edition into the English site, without its MathJax (it loads the English site's)."""
     if copy_to.exists():
@@ -353,9 +361,14 @@ def build_site(
 
     Built into its own folder, not straight into ``_build/html/zh_CN``: myst-nb writes a
     ``jupyter_execute/`` folder beside the output folder, which would land in the English site.
-    Incremental unless ``freshenv``: Sphinx re-reads a page when it or its catalog changed.
+    Incremental unless ``freshenv``: Sphinx re-reads a page when it or its catalog changed, and
+    everything when one of :func:`edition_inputs` did (which Sphinx would not notice).
     """
     html = out / "html"
+    environment = out / ".doctrees" / "environment.pickle"
+    if not freshenv and environment.is_file():
+        built = environment.stat().st_mtime
+        freshenv = any(p.stat().st_mtime > built for p in edition_inputs(config) if p.is_file())
     status = _sphinx_build(
         html,
         builder="html",
