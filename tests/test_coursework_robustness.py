@@ -32,13 +32,17 @@ XDIST_GROUP_EACH_TEST = True  # slow, independent tests: xdist spreads them one 
 # Grading: hostile submissions
 # --------------------------------------------------------------------------------------
 
-WRONG_STEP = ("def rnn_step(x, h_prev, W_ih, W_hh, b_ih, b_hh):\n"
-              "    return np.tanh(x @ W_ih.T + h_prev @ W_hh.T)  # forgets both biases\n")
+WRONG_STEP = (
+    "def rnn_step(x, h_prev, W_ih, W_hh, b_ih, b_hh):\n"
+    "    return np.tanh(x @ W_ih.T + h_prev @ W_hh.T)  # forgets both biases\n"
+)
 
 
 def a1_loop_forever(nb):
     """An endless loop inside a solution function (the test that calls it must time out)."""
-    by_id(nb, "a1_count").source = "def num_parameters(input_size, hidden_size, bias=True):\n    while True:\n        pass\n"
+    by_id(
+        nb, "a1_count"
+    ).source = "def num_parameters(input_size, hidden_size, bias=True):\n    while True:\n        pass\n"
 
 
 def a1_raises_at_import(nb):
@@ -60,7 +64,8 @@ def a1_redefines_checkers(nb):
         "rnnlib.coursework.checks.check_rnn_step = lambda *args, **kwargs: None\n"
         "rnnlib.coursework.checks.check_rnn_forward = lambda *args, **kwargs: None\n"
         "def check_rnn_step(*args, **kwargs):\n    pass\n"
-        "_checks = rnnlib.coursework.checks\n" + WRONG_STEP)
+        "_checks = rnnlib.coursework.checks\n" + WRONG_STEP
+    )
 
 
 def a1_patches_reload(nb):
@@ -69,13 +74,16 @@ def a1_patches_reload(nb):
         "import importlib, rnnlib.coursework.checks\n"
         "importlib.reload = lambda module: module\n"
         "rnnlib.coursework.checks.check_rnn_step = lambda *args, **kwargs: None\n"
-        "rnnlib.coursework.checks.check_rnn_forward = lambda *args, **kwargs: None\n" + WRONG_STEP)
+        "rnnlib.coursework.checks.check_rnn_forward = lambda *args, **kwargs: None\n" + WRONG_STEP
+    )
 
 
 def a1_edits_test_cell(nb):
     """A wrong num_parameters, its test cell replaced by `pass` and given 100 points."""
-    by_id(nb, "a1_count").source = ("def num_parameters(input_size, hidden_size, bias=True):\n"
-                                    "    return hidden_size * input_size + hidden_size ** 2\n")
+    by_id(nb, "a1_count").source = (
+        "def num_parameters(input_size, hidden_size, bias=True):\n"
+        "    return hidden_size * input_size + hidden_size ** 2\n"
+    )
     test = by_id(nb, "a1_count_tests")
     test.source = "pass"
     test.metadata["nbgrader"]["points"] = 100
@@ -83,25 +91,51 @@ def a1_edits_test_cell(nb):
 
 A1_HOSTILE = {
     # name: (modify, expected points, expected status per failing task, per-cell timeout)
-    "loop_forever": (a1_loop_forever, {"a1_step_tests": 3, "a1_forward_tests": 4, "a1_count_tests": 0},
-                     {"a1_count_tests": "timed_out"}, 8),
-    "raises_at_import": (a1_raises_at_import, {"a1_step_tests": 0, "a1_forward_tests": 0, "a1_count_tests": 3},
-                         {"a1_step_tests": "error", "a1_forward_tests": "failed"}, 60),
-    "deletes_test_cells": (a1_deletes_test_cells, {"a1_step_tests": 3, "a1_forward_tests": 4, "a1_count_tests": 3},
-                           {}, 60),
+    "loop_forever": (
+        a1_loop_forever,
+        {"a1_step_tests": 3, "a1_forward_tests": 4, "a1_count_tests": 0},
+        {"a1_count_tests": "timed_out"},
+        8,
+    ),
+    "raises_at_import": (
+        a1_raises_at_import,
+        {"a1_step_tests": 0, "a1_forward_tests": 0, "a1_count_tests": 3},
+        {"a1_step_tests": "error", "a1_forward_tests": "failed"},
+        60,
+    ),
+    "deletes_test_cells": (
+        a1_deletes_test_cells,
+        {"a1_step_tests": 3, "a1_forward_tests": 4, "a1_count_tests": 3},
+        {},
+        60,
+    ),
     # tampering with the checkers withholds every task's points for review (count was right: 3 as graded)
-    "redefines_checkers": (a1_redefines_checkers, {"a1_step_tests": 0, "a1_forward_tests": 0, "a1_count_tests": 0},
-                           {"a1_step_tests": "withheld", "a1_count_tests": "withheld"}, 60),
-    "patches_reload": (a1_patches_reload, {"a1_step_tests": 0, "a1_forward_tests": 0, "a1_count_tests": 0},
-                       {"a1_step_tests": "withheld", "a1_count_tests": "withheld"}, 60),
-    "edits_test_cell": (a1_edits_test_cell, {"a1_step_tests": 3, "a1_forward_tests": 4, "a1_count_tests": 0},
-                        {"a1_count_tests": "failed"}, 60),
+    "redefines_checkers": (
+        a1_redefines_checkers,
+        {"a1_step_tests": 0, "a1_forward_tests": 0, "a1_count_tests": 0},
+        {"a1_step_tests": "withheld", "a1_count_tests": "withheld"},
+        60,
+    ),
+    "patches_reload": (
+        a1_patches_reload,
+        {"a1_step_tests": 0, "a1_forward_tests": 0, "a1_count_tests": 0},
+        {"a1_step_tests": "withheld", "a1_count_tests": "withheld"},
+        60,
+    ),
+    "edits_test_cell": (
+        a1_edits_test_cell,
+        {"a1_step_tests": 3, "a1_forward_tests": 4, "a1_count_tests": 0},
+        {"a1_count_tests": "failed"},
+        60,
+    ),
 }
 
 
 # One xdist group per submission (conftest.py: groups), so that workers share them.
-@pytest.fixture(scope="module", params=[pytest.param(name, id=name, marks=pytest.mark.xdist_group(f"robustness-{name}"))
-                                        for name in A1_HOSTILE])
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(name, id=name, marks=pytest.mark.xdist_group(f"robustness-{name}")) for name in A1_HOSTILE],
+)
 def a1_hostile(request, tmp_path_factory):
     modify, expected, statuses, timeout = A1_HOSTILE[request.param]
     nb = cw.read_notebook(A1)
@@ -142,8 +176,10 @@ def a0_with(tmp_path: Path, name: str, step_source: str | None = None, raw: str 
 
 
 def test_uninterruptible_loop_restarts_the_kernel_and_replays(tmp_path):
-    source = ("def add_one(x):\n    return x + 1\n"
-              "import time\nwhile True:\n    try:\n        time.sleep(0.05)\n    except KeyboardInterrupt:\n        pass\n")
+    source = (
+        "def add_one(x):\n    return x + 1\n"
+        "import time\nwhile True:\n    try:\n        time.sleep(0.05)\n    except KeyboardInterrupt:\n        pass\n"
+    )
     report = graded(a0_with(tmp_path, "stubborn", source), source_dir=FIXTURES, timeout=5)
     # the cell that never ends is not replayed, so add_one is not defined; square still counts
     assert_complete(report, A0, {"a0_add_one_tests": 0.0, "a0_square_tests": 3.0})
@@ -179,6 +215,7 @@ def test_an_unreadable_submission_gets_a_complete_zero_report(tmp_path):
 # The sandbox, and grading without one
 # --------------------------------------------------------------------------------------
 
+
 def test_without_bubblewrap_the_report_says_no_sandbox_and_grades_the_same(tmp_path, monkeypatch):
     """On a machine without bubblewrap (macOS, a locked-down container) grading still works, with
     limits, a private copy of rnnlib and a process sweep, and every report says it was not sandboxed."""
@@ -196,20 +233,29 @@ def test_without_bubblewrap_the_report_says_no_sandbox_and_grades_the_same(tmp_p
 @pytest.mark.skipif(not cw.sandbox_available(), reason="bubblewrap is not available on this machine")
 def test_the_sandboxed_kernel_sees_no_repository_and_cannot_write_or_reach_out(tmp_path):
     """What the kernel sees, reported by a submission that looks around (it scores what it scores)."""
-    probe = ("import os, socket, json\n"
-             "seen = {'repo': sorted(os.listdir(%r)), 'home': os.environ['HOME']}\n"
-             "try:\n    with open(%r, 'a') as f:\n        f.write('rnn-sandbox-escape')\n    seen['write'] = 'attempted'\n"
-             "except OSError as e:\n    seen['write'] = e.errno\n"
-             "try:\n    socket.create_connection(('1.1.1.1', 80), timeout=2)\n    seen['net'] = 'connected'\n"
-             "except OSError as e:\n    seen['net'] = 'refused'\n"
-             "seen['ppid_visible'] = os.path.exists('/proc/%d')\n"
-             "raise AssertionError(json.dumps(seen))\n"
-             "def add_one(x):\n    return x + 1\n") % (str(ROOT), str(ROOT / "README.md"), os.getpid())
+    repo, readme, pid = str(ROOT), str(ROOT / "README.md"), os.getpid()
+    probe = (
+        "import os, socket, json\n"
+        f"seen = {{'repo': sorted(os.listdir({repo!r})), 'home': os.environ['HOME']}}\n"
+        f"try:\n    with open({readme!r}, 'a') as f:\n        f.write('rnn-sandbox-escape')\n"
+        "    seen['write'] = 'attempted'\n"
+        "except OSError as e:\n    seen['write'] = e.errno\n"
+        "try:\n    socket.create_connection(('1.1.1.1', 80), timeout=2)\n    seen['net'] = 'connected'\n"
+        "except OSError as e:\n    seen['net'] = 'refused'\n"
+        f"seen['ppid_visible'] = os.path.exists('/proc/{pid:d}')\n"
+        "raise AssertionError(json.dumps(seen))\n"
+        "def add_one(x):\n    return x + 1\n"
+    )
     path = a0_with(tmp_path, "looks", probe)
     report = graded(path, source_dir=FIXTURES, save_executed=tmp_path / "executed.ipynb")
     executed = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
-    text = next(o["evalue"] for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                if o.get("output_type") == "error" and o.get("evalue", "").startswith("{"))
+    text = next(
+        o["evalue"]
+        for c in executed.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error" and o.get("evalue", "").startswith("{")
+    )
     seen = json.loads(text)
     assert "chapters" not in seen["repo"] and "tools" not in seen["repo"], seen
     # the repository's README is not writable from inside (at most a throwaway path of the same name,

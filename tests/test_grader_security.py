@@ -39,7 +39,6 @@ when a test first needs one of its attacks, then the two final gradings of that 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import importlib.util
 import json
 import os
@@ -54,10 +53,11 @@ import sys
 import termios
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import nbformat
 import pytest
@@ -68,8 +68,9 @@ import coursework as cw  # noqa: E402
 
 
 def _load_hostile():
-    spec = importlib.util.spec_from_file_location("rnn_course_hostile_submissions",
-                                                  ROOT / "tests" / "fixtures" / "submissions" / "hostile.py")
+    spec = importlib.util.spec_from_file_location(
+        "rnn_course_hostile_submissions", ROOT / "tests" / "fixtures" / "submissions" / "hostile.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
@@ -89,17 +90,21 @@ SITE_PACKAGES = [Path(p) for p in site.getsitepackages()]
 NBGRADER_DIR = Path(importlib.util.find_spec("nbgrader").origin).parent
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x9b]")  # anything but \t and \n
 
-pytestmark = pytest.mark.skipif(not all(p.exists() for p in SOURCES.values()),
-                                reason="no A1/A2 coursework notebooks in chapters/coursework")
+pytestmark = pytest.mark.skipif(
+    not all(p.exists() for p in SOURCES.values()), reason="no A1/A2 coursework notebooks in chapters/coursework"
+)
 
-NEVER_UNSANDBOXED = ("damaging attack, run only under the grader's bubblewrap sandbox (cw.sandbox_available() "
-                     "and the baseline report's sandbox starting with 'bubblewrap'); unsandboxed it would really "
-                     "damage the checkout, the venv, $HOME or the machine")
+NEVER_UNSANDBOXED = (
+    "damaging attack, run only under the grader's bubblewrap sandbox (cw.sandbox_available() "
+    "and the baseline report's sandbox starting with 'bubblewrap'); unsandboxed it would really "
+    "damage the checkout, the venv, $HOME or the machine"
+)
 
 
 # --------------------------------------------------------------------------------------
 # The attacks
 # --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Attack:
@@ -132,10 +137,18 @@ ATTACKS = [
     Attack("locked_cell_hook", hostile.locked_cell_hook),
     Attack("fake_terminal_output", hostile.fake_terminal_output, cli=True),
     Attack("allocate_4gb", hostile.allocate_4gb, damaging=True, words=("memory", "died", "killed")),
-    Attack("write_1gb_home", hostile.write_1gb_home, damaging=True,
-           words=("file too large", "no space", "quota", "read-only", "oserror", "permission")),
-    Attack("fork_bomb", hostile.fork_bomb, damaging=True,
-           words=("resource temporarily unavailable", "blockingioerror", "oserror", "process")),
+    Attack(
+        "write_1gb_home",
+        hostile.write_1gb_home,
+        damaging=True,
+        words=("file too large", "no space", "quota", "read-only", "oserror", "permission"),
+    ),
+    Attack(
+        "fork_bomb",
+        hostile.fork_bomb,
+        damaging=True,
+        words=("resource temporarily unavailable", "blockingioerror", "oserror", "process"),
+    ),
     Attack("setsid_child", hostile.setsid_child, damaging=True),
     Attack("signal_grader", hostile.signal_grader, damaging=True, cli=True),
     Attack("json_symlink", hostile.json_symlink, cli=True),
@@ -181,10 +194,15 @@ def in_shard(k: int) -> pytest.MarkDecorator:
 
 
 def attack_params(test: str) -> list:
-    return [pytest.param(a.name, id=a.name,
-                         marks=[in_shard(shard_of(a.name))]
-                         + ([pytest.mark.xfail(strict=True, reason=XFAIL[test, a.name])] if (test, a.name) in XFAIL else []))
-            for a in ATTACKS]
+    return [
+        pytest.param(
+            a.name,
+            id=a.name,
+            marks=[in_shard(shard_of(a.name))]
+            + ([pytest.mark.xfail(strict=True, reason=XFAIL[test, a.name])] if (test, a.name) in XFAIL else []),
+        )
+        for a in ATTACKS
+    ]
 
 
 # --------------------------------------------------------------------------------------
@@ -297,6 +315,7 @@ def mem_available_gb() -> float:
 # Running one grading
 # --------------------------------------------------------------------------------------
 
+
 @dataclass
 class Outcome:
     attack: str
@@ -359,9 +378,24 @@ WRAPPER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
 def run_cli(outcome: Outcome, submission: Path, report: Path, workdir: Path, with_tty: bool = False) -> None:
     """The CLI under two throwaway wrapper processes, in its own session (optionally with a pty as its
     controlling terminal, read back into ``outcome.tty``); stdout/stderr to files."""
-    cmd = [PYTHON, "-c", WRAPPER, PYTHON, "-c", WRAPPER,
-           PYTHON, str(TOOL), "grade", str(submission), "--json", str(report),
-           "--timeout", str(CELL_TIMEOUT), "--total-timeout", str(TOTAL_TIMEOUT)]
+    cmd = [
+        PYTHON,
+        "-c",
+        WRAPPER,
+        PYTHON,
+        "-c",
+        WRAPPER,
+        PYTHON,
+        str(TOOL),
+        "grade",
+        str(submission),
+        "--json",
+        str(report),
+        "--timeout",
+        str(CELL_TIMEOUT),
+        "--total-timeout",
+        str(TOTAL_TIMEOUT),
+    ]
     master = slave = None
     tty_chunks: list[bytes] = []
     reader = None
@@ -459,9 +493,15 @@ def grade_attack(attack: Attack, student: nbformat.NotebookNode, root: Path, att
     shutil.copy(source, peer)
     marker = f"rnnhostile{secrets.token_hex(5)}"
     server = AnswerServer(solution_code(SOURCES["A1"])) if attack.name == "network" else None
-    ctx = hostile.Context(marker=marker, repo=str(ROOT), tcp_port=server.port if server else 0,
-                          report_dir=str(workdir), own_path=str(submission), peer_paths=(str(peer),),
-                          canary=str(workdir / "canary.txt"))
+    ctx = hostile.Context(
+        marker=marker,
+        repo=str(ROOT),
+        tcp_port=server.port if server else 0,
+        report_dir=str(workdir),
+        own_path=str(submission),
+        peer_paths=(str(peer),),
+        canary=str(workdir / "canary.txt"),
+    )
     nb = nbformat.from_dict(json.loads(json.dumps(student)))
     attack.build(nb, ctx)
     nbformat.write(nb, submission)
@@ -480,7 +520,8 @@ def grade_attack(attack: Attack, student: nbformat.NotebookNode, root: Path, att
                 time.sleep(attack.linger)
             if attack.name == "json_symlink":
                 outcome.refused_symlink = (report_json.is_symlink() is False and report_json.is_file()) or (
-                    outcome.returncode not in (0, None) and bool(outcome.stderr.strip()))
+                    outcome.returncode not in (0, None) and bool(outcome.stderr.strip())
+                )
                 try:  # the report itself, or what was written through the link
                     from_json(outcome, json.loads(report_json.read_text()))
                 except (OSError, ValueError):
@@ -529,8 +570,11 @@ def grade_attack(attack: Attack, student: nbformat.NotebookNode, root: Path, att
             outcome.leaks.append(f"{len(totals)} 'total' lines on stdout: {totals!r}")
         if report_json.is_file():
             data = json.loads(report_json.read_text())
-            shown = [t.get("feedback", "") for t in data.get("tasks", [])] + list(data.get("flags") or []) + list(
-                data.get("notes") or [])
+            shown = (
+                [t.get("feedback", "") for t in data.get("tasks", [])]
+                + list(data.get("flags") or [])
+                + list(data.get("notes") or [])
+            )
             found = [c for text in shown for c in CONTROL.findall(str(text))]
             if found:
                 outcome.leaks.append(f"control characters in the JSON report's feedback/flags/notes: {found[:6]!r}")
@@ -540,6 +584,7 @@ def grade_attack(attack: Attack, student: nbformat.NotebookNode, root: Path, att
 # --------------------------------------------------------------------------------------
 # The gallery: every selected attack graded once, in order, then the two final gradings
 # --------------------------------------------------------------------------------------
+
 
 class Baselines(dict):
     """The untouched student versions' outcomes, by assignment, each graded when first asked for."""
@@ -582,14 +627,16 @@ class Gallery:
             return outcome
 
         with ThreadPoolExecutor(max_workers=GALLERY_THREADS if self.sandboxed else 1) as pool:
-            for attack, outcome in zip(todo, pool.map(run, todo)):
+            for attack, outcome in zip(todo, pool.map(run, todo), strict=True):
                 self.outcomes[attack.name] = outcome
         lines = [f"{'attack':<28} {'points':>8} {'wall s':>7}  flags/leaks"]
         for attack in todo:
             o = self.outcomes[attack.name]
             got = "skip" if o.skipped else f"{sum(o.points.values()):g}/{sum(o.max_points.values()):g}"
-            lines.append(f"{attack.name:<28} {got:>8} {o.elapsed:7.1f}  {o.error[:80]} "
-                         f"{o.leaks + o.marked_files + o.leftovers} flags: {' | '.join(o.flags)}"[:400])
+            lines.append(
+                f"{attack.name:<28} {got:>8} {o.elapsed:7.1f}  {o.error[:80]} "
+                f"{o.leaks + o.marked_files + o.leftovers} flags: {' | '.join(o.flags)}"[:400]
+            )
         print("\n".join(lines))
 
     def outcome(self, name: str) -> Outcome:
@@ -608,7 +655,7 @@ RETRIES = 2
 
 
 def plain(path: Path, name: str) -> Outcome:
-    for attempt in range(RETRIES + 1):
+    for _ in range(RETRIES + 1):
         outcome = Outcome(name)
         t0 = time.monotonic()
         try:
@@ -623,9 +670,13 @@ def plain(path: Path, name: str) -> Outcome:
 
 @pytest.fixture(scope="module")
 def gallery(request, tmp_path_factory) -> Gallery:
-    selected = {item.callspec.params["attack"] for item in request.session.items
-                if getattr(item, "callspec", None) is not None and "attack" in item.callspec.params
-                and item.module.__name__ == __name__}
+    selected = {
+        item.callspec.params["attack"]
+        for item in request.session.items
+        if getattr(item, "callspec", None) is not None
+        and "attack" in item.callspec.params
+        and item.module.__name__ == __name__
+    }
     root = tmp_path_factory.mktemp("hostile")
     students = {}
     for key in sorted({BY_NAME[n].assignment for n in selected} | {"A1"}):
@@ -641,13 +692,20 @@ def gallery(request, tmp_path_factory) -> Gallery:
         if attack.name not in selected:
             continue
         if attack.isolation and not sandboxed:
-            gallery.outcomes[attack.name] = Outcome(attack.name, skipped=(
-                "without a sandbox the kernel can read and connect to what the grader's user can (the report "
-                f"says so); baseline sandbox = {baseline['A1'].sandbox!r}"))
+            gallery.outcomes[attack.name] = Outcome(
+                attack.name,
+                skipped=(
+                    "without a sandbox the kernel can read and connect to what the grader's user can (the report "
+                    f"says so); baseline sandbox = {baseline['A1'].sandbox!r}"
+                ),
+            )
             continue
         if attack.damaging and not sandboxed:
-            gallery.outcomes[attack.name] = Outcome(attack.name, skipped=NEVER_UNSANDBOXED + (
-                f" (sandbox_available() = {available}, baseline sandbox = {baseline['A1'].sandbox!r})"))
+            gallery.outcomes[attack.name] = Outcome(
+                attack.name,
+                skipped=NEVER_UNSANDBOXED
+                + (f" (sandbox_available() = {available}, baseline sandbox = {baseline['A1'].sandbox!r})"),
+            )
             continue
         if attack.name == "allocate_4gb" and mem_available_gb() < 10:
             gallery.outcomes[attack.name] = Outcome(attack.name, skipped=f"only {mem_available_gb():.1f} GB available")
@@ -669,6 +727,7 @@ def outcome_of(gallery: Gallery, name: str) -> Outcome:
 # --------------------------------------------------------------------------------------
 # Tests
 # --------------------------------------------------------------------------------------
+
 
 @in_shard(0)
 def test_baseline_scores_zero_and_is_not_flagged(gallery):
@@ -704,8 +763,10 @@ def test_attack_scores_no_more_than_the_honest_wrong_baseline(gallery, attack):
 def test_attack_is_flagged(gallery, attack):
     outcome = outcome_of(gallery, attack)
     if attack == "json_symlink":
-        assert outcome.refused_symlink, ("the grader neither refused the symlinked --json path nor replaced "
-                                         f"the link by a file\n{outcome.describe()}")
+        assert outcome.refused_symlink, (
+            "the grader neither refused the symlinked --json path nor replaced "
+            f"the link by a file\n{outcome.describe()}"
+        )
         return
     words = BY_NAME[attack].words
     named = [fb for fb in outcome.feedback.values() if any(w in fb.lower() for w in words)]
@@ -723,7 +784,9 @@ def test_attack_leaves_no_trace(gallery, attack):
     if outcome.submission_modified:
         problems.append("the submission file was modified")
     problems += outcome.leaks
-    note = f"\n(other changes in the working tree, not blamed: {outcome.other_changes})" if outcome.other_changes else ""
+    note = (
+        f"\n(other changes in the working tree, not blamed: {outcome.other_changes})" if outcome.other_changes else ""
+    )
     assert not problems, "\n".join(problems) + "\n" + outcome.describe() + note
 
 

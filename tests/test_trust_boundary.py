@@ -14,23 +14,22 @@ import sys
 
 import numpy as np
 import pytest
-
-import rnnlib.coursework.checks as C
-from rnnlib.coursework import wire
 from fixtures.mistakes import a1, a2, a3, a4, a5  # tests/ is on sys.path (pytest's rootdir insertion)
 from test_checks import GRADED, definitions, read, student_version  # noqa: F401 - shared helpers
 
+import rnnlib.coursework.checks as C
+from rnnlib.coursework import wire
+
 CASES = a1.CASES + a2.CASES + a3.CASES + a5.CASES
-A4_CASES = ([("adding_model", cls) for cls, _ in a4.MODEL_CASES]
-            + [("train_step", fn) for fn, _ in a4.STEP_CASES])
+A4_CASES = [("adding_model", cls) for cls, _ in a4.MODEL_CASES] + [("train_step", fn) for fn, _ in a4.STEP_CASES]
 
 
 def across(check: str, *objects, tmp_path, seed: int = 0, extended: bool = False, **kwargs):
     plan = C.plan(check, seed=seed, extended=extended, **kwargs)
     stem = tmp_path / f"{check}-request"
     wire.save(stem, plan.request)
-    request = wire.load(stem)                     # what the kernel reads
-    result = C.collect(request, *objects)        # in the kernel
+    request = wire.load(stem)  # what the kernel reads
+    result = C.collect(request, *objects)  # in the kernel
     wire.save(tmp_path / f"{check}-result", result)
     diagnosis, _ = C.judge(plan, wire.load(tmp_path / f"{check}-result"))  # back on the trusted side
     return diagnosis
@@ -104,9 +103,14 @@ def test_the_trained_models_held_out_data_never_cross(tmp_path):
 
 def test_a_kernel_that_lies_in_malformed_ways_is_refused_not_trusted():
     plan = C.plan("rnn_step", seed=3)
-    for result in (None, {}, {"outcomes": None}, {"outcomes": {"x": {"kind": "ok", "parts": {}}}},
-                   {"outcomes": {p["label"]: {"kind": "ok", "parts": {"h": "0"}} for p in plan.request["probes"]}},
-                   {"outcomes": {p["label"]: {"kind": "weird"} for p in plan.request["probes"]}}):
+    for result in (
+        None,
+        {},
+        {"outcomes": None},
+        {"outcomes": {"x": {"kind": "ok", "parts": {}}}},
+        {"outcomes": {p["label"]: {"kind": "ok", "parts": {"h": "0"}} for p in plan.request["probes"]}},
+        {"outcomes": {p["label"]: {"kind": "weird"} for p in plan.request["probes"]}},
+    ):
         diagnosis, _ = C.judge(plan, result)
         assert diagnosis is not None, result
 

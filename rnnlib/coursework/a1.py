@@ -51,99 +51,121 @@ __all__ = [
 # The classic mistakes of one step, one layer and the parameter count
 # --------------------------------------------------------------------------------------
 
-add_mistakes({
-    # ---- one step (A1, and inside every loop) ----
-    "swapped_weights": Mistake(
-        "W_ih and W_hh are swapped (x_t is multiplied by W_hh and h_prev by W_ih)",
-        "x_t goes with W_ih (input-to-hidden, shape (H, D)) and h_prev with W_hh (hidden-to-hidden, "
-        "shape (H, H)): x @ W_ih.T + h_prev @ W_hh.T."),
-    "w_ih_not_transposed": Mistake(
-        "W_ih is not transposed (x @ W_ih instead of x @ W_ih.T)",
-        "PyTorch stores W_ih as (H, D), one row per hidden unit; a batch of row vectors x (N, D) is "
-        "multiplied as x @ W_ih.T, which is (N, H)."),
-    "w_hh_not_transposed": Mistake(
-        "W_hh is not transposed (h_prev @ W_hh instead of h_prev @ W_hh.T)",
-        "W_hh is square, so h_prev @ W_hh runs, but it applies the transpose of the recurrent "
-        "matrix. Use h_prev @ W_hh.T."),
-    "weights_not_transposed": Mistake(
-        "neither weight matrix is transposed (x @ W_ih + h_prev @ W_hh)",
-        "PyTorch stores weights as (out, in): use x @ W_ih.T and h_prev @ W_hh.T."),
-    "missing_b_hh": Mistake(
-        "b_hh is left out (only b_ih is added)",
-        "PyTorch's cell has two bias vectors and adds both: x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh."),
-    "missing_b_ih": Mistake(
-        "b_ih is left out (only b_hh is added)",
-        "PyTorch's cell has two bias vectors and adds both: x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh."),
-    "no_bias": Mistake(
-        "both biases are left out",
-        "add b_ih and b_hh inside the tanh."),
-    "no_tanh": Mistake(
-        "the tanh is left out (the pre-activation is returned)",
-        "h = np.tanh(pre-activation)."),
-    "relu_instead_of_tanh": Mistake(
-        "ReLU is used instead of tanh",
-        "nn.RNN's default nonlinearity is tanh: np.tanh(...)."),
-    "sigmoid_instead_of_tanh": Mistake(
-        "the logistic sigmoid is used instead of tanh",
-        "nn.RNN's default nonlinearity is tanh: np.tanh(...)."),
-    "no_recurrence": Mistake(
-        "h_prev is ignored (there is no h_prev @ W_hh.T term)",
-        "the new state depends on the previous one: add h_prev @ W_hh.T."),
-    # ---- one layer over time (A1) ----
-    "h0_ignored": Mistake(
-        "the initial state h0 is ignored (the loop starts from zeros)",
-        "start the loop from h0 (and use zeros only when h0 is None)."),
-    "state_not_carried": Mistake(
-        "every step reads h0 instead of the previous step's state (the state is not carried through the loop)",
-        "update the variable that holds the state at every step: h = rnn_step(x[t], h, ...)."),
-    "outputs_shifted": Mistake(
-        "each state is stored before it is computed: output[t] holds h_{t-1} (output[0] is h0)",
-        "compute h for step t first, then append it: output[t] is the state after reading x[t]."),
-    "h_n_first_step": Mistake(
-        "h_n is the state after the first step instead of the last",
-        "h_n is the state after the last step, which is also output[-1]."),
-    "h_n_no_layer_axis": Mistake(
-        "h_n has no leading num_layers axis: (N, H) instead of (1, N, H)",
-        "h_n always has shape (num_layers * num_directions, N, H), also for one layer: return h[None]."),
-    "time_reversed": Mistake(
-        "the loop runs backwards in time (t = T-1 down to 0)",
-        "a (forward) RNN reads x[0] first: for t in range(T)."),
-    # ---- parameter count (A1) ----
-    "one_bias": Mistake(
-        "only one bias vector is counted (PyTorch's layer has two, b_ih and b_hh)",
-        "count H*D + H*H + 2*H with biases."),
-    "bias_flag_ignored": Mistake(
-        "the biases are counted even when bias=False",
-        "with bias=False there are no bias vectors: H*D + H*H."),
-    "biases_not_counted": Mistake(
-        "the biases are not counted",
-        "with bias=True add 2*H (b_ih and b_hh)."),
-    "w_hh_as_h_by_d": Mistake(
-        "W_hh is counted as (H, D); it is (H, H)",
-        "W_ih is (H, D) and W_hh is (H, H)."),
-    "w_ih_as_h_by_h": Mistake(
-        "W_ih is counted as (H, H); it is (H, D)",
-        "W_ih is (H, D) and W_hh is (H, H)."),
-    "missing_w_hh": Mistake(
-        "W_hh is not counted",
-        "a layer has W_ih (H, D) and W_hh (H, H)."),
-})
+add_mistakes(
+    {
+        # ---- one step (A1, and inside every loop) ----
+        "swapped_weights": Mistake(
+            "W_ih and W_hh are swapped (x_t is multiplied by W_hh and h_prev by W_ih)",
+            "x_t goes with W_ih (input-to-hidden, shape (H, D)) and h_prev with W_hh (hidden-to-hidden, "
+            "shape (H, H)): x @ W_ih.T + h_prev @ W_hh.T.",
+        ),
+        "w_ih_not_transposed": Mistake(
+            "W_ih is not transposed (x @ W_ih instead of x @ W_ih.T)",
+            "PyTorch stores W_ih as (H, D), one row per hidden unit; a batch of row vectors x (N, D) is "
+            "multiplied as x @ W_ih.T, which is (N, H).",
+        ),
+        "w_hh_not_transposed": Mistake(
+            "W_hh is not transposed (h_prev @ W_hh instead of h_prev @ W_hh.T)",
+            "W_hh is square, so h_prev @ W_hh runs, but it applies the transpose of the recurrent "
+            "matrix. Use h_prev @ W_hh.T.",
+        ),
+        "weights_not_transposed": Mistake(
+            "neither weight matrix is transposed (x @ W_ih + h_prev @ W_hh)",
+            "PyTorch stores weights as (out, in): use x @ W_ih.T and h_prev @ W_hh.T.",
+        ),
+        "missing_b_hh": Mistake(
+            "b_hh is left out (only b_ih is added)",
+            "PyTorch's cell has two bias vectors and adds both: x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh.",
+        ),
+        "missing_b_ih": Mistake(
+            "b_ih is left out (only b_hh is added)",
+            "PyTorch's cell has two bias vectors and adds both: x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh.",
+        ),
+        "no_bias": Mistake("both biases are left out", "add b_ih and b_hh inside the tanh."),
+        "no_tanh": Mistake("the tanh is left out (the pre-activation is returned)", "h = np.tanh(pre-activation)."),
+        "relu_instead_of_tanh": Mistake(
+            "ReLU is used instead of tanh", "nn.RNN's default nonlinearity is tanh: np.tanh(...)."
+        ),
+        "sigmoid_instead_of_tanh": Mistake(
+            "the logistic sigmoid is used instead of tanh", "nn.RNN's default nonlinearity is tanh: np.tanh(...)."
+        ),
+        "no_recurrence": Mistake(
+            "h_prev is ignored (there is no h_prev @ W_hh.T term)",
+            "the new state depends on the previous one: add h_prev @ W_hh.T.",
+        ),
+        # ---- one layer over time (A1) ----
+        "h0_ignored": Mistake(
+            "the initial state h0 is ignored (the loop starts from zeros)",
+            "start the loop from h0 (and use zeros only when h0 is None).",
+        ),
+        "state_not_carried": Mistake(
+            "every step reads h0 instead of the previous step's state (the state is not carried through the loop)",
+            "update the variable that holds the state at every step: h = rnn_step(x[t], h, ...).",
+        ),
+        "outputs_shifted": Mistake(
+            "each state is stored before it is computed: output[t] holds h_{t-1} (output[0] is h0)",
+            "compute h for step t first, then append it: output[t] is the state after reading x[t].",
+        ),
+        "h_n_first_step": Mistake(
+            "h_n is the state after the first step instead of the last",
+            "h_n is the state after the last step, which is also output[-1].",
+        ),
+        "h_n_no_layer_axis": Mistake(
+            "h_n has no leading num_layers axis: (N, H) instead of (1, N, H)",
+            "h_n always has shape (num_layers * num_directions, N, H), also for one layer: return h[None].",
+        ),
+        "time_reversed": Mistake(
+            "the loop runs backwards in time (t = T-1 down to 0)",
+            "a (forward) RNN reads x[0] first: for t in range(T).",
+        ),
+        # ---- parameter count (A1) ----
+        "one_bias": Mistake(
+            "only one bias vector is counted (PyTorch's layer has two, b_ih and b_hh)",
+            "count H*D + H*H + 2*H with biases.",
+        ),
+        "bias_flag_ignored": Mistake(
+            "the biases are counted even when bias=False", "with bias=False there are no bias vectors: H*D + H*H."
+        ),
+        "biases_not_counted": Mistake("the biases are not counted", "with bias=True add 2*H (b_ih and b_hh)."),
+        "w_hh_as_h_by_d": Mistake("W_hh is counted as (H, D); it is (H, H)", "W_ih is (H, D) and W_hh is (H, H)."),
+        "w_ih_as_h_by_h": Mistake("W_ih is counted as (H, H); it is (H, D)", "W_ih is (H, D) and W_hh is (H, H)."),
+        "missing_w_hh": Mistake("W_hh is not counted", "a layer has W_ih (H, D) and W_hh (H, H)."),
+    }
+)
 
 
 # --------------------------------------------------------------------------------------
 # Known-wrong variants of one step and one layer
 # --------------------------------------------------------------------------------------
 
-STEP_MISTAKES = ("swapped_weights", "w_ih_not_transposed", "w_hh_not_transposed", "weights_not_transposed",
-                 "missing_b_hh", "missing_b_ih", "no_bias", "no_tanh", "relu_instead_of_tanh",
-                 "sigmoid_instead_of_tanh", "no_recurrence")
+STEP_MISTAKES = (
+    "swapped_weights",
+    "w_ih_not_transposed",
+    "w_hh_not_transposed",
+    "weights_not_transposed",
+    "missing_b_hh",
+    "missing_b_ih",
+    "no_bias",
+    "no_tanh",
+    "relu_instead_of_tanh",
+    "sigmoid_instead_of_tanh",
+    "no_recurrence",
+)
 # Step mistakes also looked for inside the loops of the layer and stack tasks.
-LOOP_STEP_MISTAKES = ("swapped_weights", "w_ih_not_transposed", "w_hh_not_transposed", "missing_b_hh",
-                      "missing_b_ih", "no_bias", "no_tanh")
+LOOP_STEP_MISTAKES = (
+    "swapped_weights",
+    "w_ih_not_transposed",
+    "w_hh_not_transposed",
+    "missing_b_hh",
+    "missing_b_ih",
+    "no_bias",
+    "no_tanh",
+)
 
 
-def _step_variant(x: Array, h: Array, W_ih: Array, W_hh: Array, b_ih: Array, b_hh: Array,
-                  mistake: str | None = None) -> Array:
+def _step_variant(
+    x: Array, h: Array, W_ih: Array, W_hh: Array, b_ih: Array, b_hh: Array, mistake: str | None = None
+) -> Array:
     """One step, ``(N, D), (N, H) -> (N, H)``, correct or with one mistake of :data:`STEP_MISTAKES`."""
     xi, hh, b = x @ W_ih.T, h @ W_hh.T, b_ih + b_hh
     act: Callable[[Array], Array] = np.tanh
@@ -177,8 +199,16 @@ def _step_variant(x: Array, h: Array, W_ih: Array, W_hh: Array, b_ih: Array, b_h
 LAYER_MISTAKES = ("h0_ignored", "state_not_carried", "outputs_shifted", "h_n_first_step", "time_reversed")
 
 
-def _layer_variant(x: Array, h0: Array, W_ih: Array, W_hh: Array, b_ih: Array, b_hh: Array,
-                   mistake: str | None = None, step_mistake: str | None = None) -> tuple[Array, Array]:
+def _layer_variant(
+    x: Array,
+    h0: Array,
+    W_ih: Array,
+    W_hh: Array,
+    b_ih: Array,
+    b_hh: Array,
+    mistake: str | None = None,
+    step_mistake: str | None = None,
+) -> tuple[Array, Array]:
     """One layer, ``x (T, N, D), h0 (N, H) -> output (T, N, H), h_last (N, H)``."""
     T = x.shape[0]
     h = np.zeros_like(h0) if mistake == "h0_ignored" else h0
@@ -199,8 +229,7 @@ def _layer_variant(x: Array, h0: Array, W_ih: Array, W_hh: Array, b_ih: Array, b
 # A1: one step, one layer, parameter count
 # --------------------------------------------------------------------------------------
 
-_SQUARE_NOTE = ("D == H on purpose: swapped weights and an untransposed W_ih run without a shape error only "
-                "when D == H")
+_SQUARE_NOTE = "D == H on purpose: swapped weights and an untransposed W_ih run without a shape error only when D == H"
 
 
 def _step_probe(seed: int, k: int, N: int, D: int, H: int) -> Probe:
@@ -208,18 +237,28 @@ def _step_probe(seed: int, k: int, N: int, D: int, H: int) -> Probe:
     x, h_prev = rng.standard_normal((N, D)), rng.uniform(-0.9, 0.9, (N, H))
     W_ih, W_hh, b_ih, b_hh = _layer_params(rng, D, H)
     cell = nn.RNNCell(D, H, dtype=torch.float64)
-    cell.load_state_dict({"weight_ih": torch.from_numpy(W_ih), "weight_hh": torch.from_numpy(W_hh),
-                          "bias_ih": torch.from_numpy(b_ih), "bias_hh": torch.from_numpy(b_hh)})
+    cell.load_state_dict(
+        {
+            "weight_ih": torch.from_numpy(W_ih),
+            "weight_hh": torch.from_numpy(W_hh),
+            "bias_ih": torch.from_numpy(b_ih),
+            "bias_hh": torch.from_numpy(b_hh),
+        }
+    )
     with torch.no_grad():
         expected = cell(torch.from_numpy(x), torch.from_numpy(h_prev)).numpy()
     args = (x, h_prev, W_ih, W_hh, b_ih, b_hh)
     variants = {m: _safe(lambda m=m: {"h": _step_variant(*args, mistake=m)}) for m in STEP_MISTAKES}
-    return Probe(f"N={N}, D={D}, H={H}", args, {"h": expected}, variants,
-                 _SQUARE_NOTE if D == H else "", square=D == H)
+    return Probe(f"N={N}, D={D}, H={H}", args, {"h": expected}, variants, _SQUARE_NOTE if D == H else "", square=D == H)
 
 
-_STEP_TASK = Task("rnn_step", _unpack_array("h"), {"h": "(N, H)"}, FORWARD_IMPLEMENTATIONS,
-                  hint="h = tanh(x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh).")
+_STEP_TASK = Task(
+    "rnn_step",
+    _unpack_array("h"),
+    {"h": "(N, H)"},
+    FORWARD_IMPLEMENTATIONS,
+    hint="h = tanh(x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh).",
+)
 
 
 def diagnose_rnn_step(fn: Any, *, seed: int = 0, extended: bool = False) -> str | None:
@@ -251,12 +290,17 @@ def _forward_probe(seed: int, k: int, T: int, N: int, D: int, H: int, with_h0: b
     variants.update({m: _safe(lambda m=m: layer(sm=m)) for m in LOOP_STEP_MISTAKES})
     variants["h_n_no_layer_axis"] = {"output": out, "h_n": h_n[0]}
     label = f"T={T}, N={N}, D={D}, H={H}" + ("" if with_h0 else ", h0=None")
-    return Probe(label, (x, h0, params), {"output": out, "h_n": h_n}, variants,
-                 _SQUARE_NOTE if D == H else "", square=D == H)
+    return Probe(
+        label, (x, h0, params), {"output": out, "h_n": h_n}, variants, _SQUARE_NOTE if D == H else "", square=D == H
+    )
 
 
-_FORWARD_TASK = Task("rnn_forward", _unpack_tuple(("output", "h_n")), {"output": "(T, N, H)", "h_n": "(1, N, H)"},
-                     FORWARD_IMPLEMENTATIONS)
+_FORWARD_TASK = Task(
+    "rnn_forward",
+    _unpack_tuple(("output", "h_n")),
+    {"output": "(T, N, H)", "h_n": "(1, N, H)"},
+    FORWARD_IMPLEMENTATIONS,
+)
 
 
 def diagnose_rnn_forward(fn: Any, *, seed: int = 0, extended: bool = False) -> str | None:
@@ -273,8 +317,14 @@ def check_rnn_forward(fn: Any, *, seed: int = 0, extended: bool = False) -> None
     _raise(diagnose_rnn_forward(fn, seed=seed, extended=extended))
 
 
-COUNT_MISTAKES = ("one_bias", "bias_flag_ignored", "biases_not_counted", "w_hh_as_h_by_d", "w_ih_as_h_by_h",
-                  "missing_w_hh")
+COUNT_MISTAKES = (
+    "one_bias",
+    "bias_flag_ignored",
+    "biases_not_counted",
+    "w_hh_as_h_by_d",
+    "w_ih_as_h_by_h",
+    "missing_w_hh",
+)
 
 
 def _count_variant(D: int, H: int, bias: bool, mistake: str | None = None) -> int:
@@ -332,8 +382,9 @@ def diagnose_num_parameters(fn: Any, *, seed: int = 0, extended: bool = False) -
         rnn = nn.RNN(D, H, 1, bias=bias)
         count = float(sum(p.numel() for p in rnn.parameters()))
         variants = {m: {"count": np.asarray(float(_count_variant(D, H, bias, m)))} for m in COUNT_MISTAKES}
-        probes.append(Probe(f"input_size={D}, hidden_size={H}, bias={bias}", (D, H, bias),
-                            {"count": np.asarray(count)}, variants))
+        probes.append(
+            Probe(f"input_size={D}, hidden_size={H}, bias={bias}", (D, H, bias), {"count": np.asarray(count)}, variants)
+        )
     return _diagnose(_COUNT_TASK, fn, probes, ("input_size", "hidden_size", "bias"))
 
 

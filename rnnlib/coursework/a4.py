@@ -62,18 +62,29 @@ def _adding_batch(T: int, N: int, seed: int, dtype: Any = np.float32) -> tuple[t
 
 def _structure_of(model: Any) -> dict[str, Any]:
     """What the A4 checks need to know of a model's structure, as plain data (collected in the kernel)."""
-    info: dict[str, Any] = {"type": f"{type(model).__module__}.{type(model).__qualname__}",
-                            "type_name": type(model).__name__, "is_module": isinstance(model, nn.Module)}
+    info: dict[str, Any] = {
+        "type": f"{type(model).__module__}.{type(model).__qualname__}",
+        "type_name": type(model).__name__,
+        "is_module": isinstance(model, nn.Module),
+    }
     rnn, fc = getattr(model, "rnn", None), getattr(model, "fc", None)
     info["rnn_type"], info["fc_type"] = type(rnn).__name__, type(fc).__name__
     if isinstance(rnn, nn.RNN):
-        info["rnn"] = {"input_size": int(rnn.input_size), "hidden_size": int(rnn.hidden_size),
-                       "num_layers": int(rnn.num_layers), "batch_first": bool(rnn.batch_first),
-                       "bidirectional": bool(rnn.bidirectional), "nonlinearity": str(rnn.nonlinearity),
-                       "bias": bool(rnn.bias)}
+        info["rnn"] = {
+            "input_size": int(rnn.input_size),
+            "hidden_size": int(rnn.hidden_size),
+            "num_layers": int(rnn.num_layers),
+            "batch_first": bool(rnn.batch_first),
+            "bidirectional": bool(rnn.bidirectional),
+            "nonlinearity": str(rnn.nonlinearity),
+            "bias": bool(rnn.bias),
+        }
     if isinstance(fc, nn.Linear):
-        info["fc"] = {"in_features": int(fc.in_features), "out_features": int(fc.out_features),
-                      "bias": fc.bias is not None}
+        info["fc"] = {
+            "in_features": int(fc.in_features),
+            "out_features": int(fc.out_features),
+            "bias": fc.bias is not None,
+        }
     if isinstance(model, nn.Module):
         params = list(model.parameters())
         info["dtype"] = str(params[0].dtype) if params else ""
@@ -92,34 +103,53 @@ def _state_of(model: Any) -> dict[str, Array]:
     return state
 
 
-def _structure_problem(info: dict[str, Any], name: str, *, input_size: int = 2, hidden_size: int | None = None,
-                       num_layers: int | None = None, min_layers: int = 1) -> str | None:
+def _structure_problem(
+    info: dict[str, Any],
+    name: str,
+    *,
+    input_size: int = 2,
+    hidden_size: int | None = None,
+    num_layers: int | None = None,
+    min_layers: int = 1,
+) -> str | None:
     if not info.get("is_module"):
         return f"{name} should be an nn.Module, got {info.get('type_name')}"
     rnn, fc = info.get("rnn"), info.get("fc")
     if not isinstance(rnn, dict):
-        return (f"{name} should keep its recurrent stack in an attribute `rnn` that is an nn.RNN "
-                f"(got {info.get('rnn_type')}): the tests read it to check what the prediction is computed from")
+        return (
+            f"{name} should keep its recurrent stack in an attribute `rnn` that is an nn.RNN "
+            f"(got {info.get('rnn_type')}): the tests read it to check what the prediction is computed from"
+        )
     if not isinstance(fc, dict):
-        return f"{name} should keep its output layer in an attribute `fc` that is an nn.Linear (got {info.get('fc_type')})"
+        return (
+            f"{name} should keep its output layer in an attribute `fc` that is an nn.Linear (got {info.get('fc_type')})"
+        )
     if rnn["input_size"] != input_size:
         return f"{name}.rnn has input_size={rnn['input_size']}; the adding problem has {input_size} features per step"
     if hidden_size is not None and rnn["hidden_size"] != hidden_size:
         return f"{name}.rnn has hidden_size={rnn['hidden_size']}, expected {hidden_size} (the hidden_size argument)"
     if num_layers is not None and rnn["num_layers"] != num_layers:
-        return (f"{name}.rnn has num_layers={rnn['num_layers']}, expected {num_layers}: pass the num_layers argument "
-                f"on to nn.RNN")
+        return (
+            f"{name}.rnn has num_layers={rnn['num_layers']}, expected {num_layers}: pass the num_layers argument "
+            f"on to nn.RNN"
+        )
     if rnn["num_layers"] < min_layers:
-        return (f"{name}.rnn has num_layers={rnn['num_layers']}; this assignment asks for a stacked RNN (at least "
-                f"{min_layers})")
+        return (
+            f"{name}.rnn has num_layers={rnn['num_layers']}; this assignment asks for a stacked RNN (at least "
+            f"{min_layers})"
+        )
     if rnn["batch_first"]:
-        return (f"{name}.rnn was built with batch_first=True, but the adding-problem batches are time-major "
-                f"(T, N, 2): leave batch_first=False")
+        return (
+            f"{name}.rnn was built with batch_first=True, but the adding-problem batches are time-major "
+            f"(T, N, 2): leave batch_first=False"
+        )
     if rnn["bidirectional"]:
         return f"{name}.rnn is bidirectional; this assignment uses a unidirectional stack"
     if fc["in_features"] != rnn["hidden_size"] or fc["out_features"] != 1:
-        return (f"{name}.fc maps {fc['in_features']} -> {fc['out_features']} features; it should map the top layer's "
-                f"state ({rnn['hidden_size']} features) to 1 number: nn.Linear(hidden_size, 1)")
+        return (
+            f"{name}.fc maps {fc['in_features']} -> {fc['out_features']} features; it should map the top layer's "
+            f"state ({rnn['hidden_size']} features) to 1 number: nn.Linear(hidden_size, 1)"
+        )
     return None
 
 
@@ -134,16 +164,23 @@ def _rebuild(info: dict[str, Any], state: Any) -> tuple[nn.RNN, nn.Linear]:
     rnn_info, fc_info, dtype = info.get("rnn"), info.get("fc"), _DTYPES.get(info.get("dtype", ""))
     if not isinstance(rnn_info, dict) or not isinstance(fc_info, dict) or dtype is None or not isinstance(state, dict):
         raise ValueError("not an nn.RNN and an nn.Linear in float32 or float64")
-    sizes = [rnn_info.get(k) for k in ("input_size", "hidden_size", "num_layers")] + [fc_info.get("out_features")]
-    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in sizes) or sizes[2] > 16:
-        raise ValueError(f"implausible sizes {sizes}")
+    reported = [rnn_info.get(k) for k in ("input_size", "hidden_size", "num_layers")] + [fc_info.get("out_features")]
+    sizes = [v for v in reported if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096]
+    if len(sizes) != len(reported) or sizes[2] > 16:
+        raise ValueError(f"implausible sizes {reported}")
     if rnn_info.get("nonlinearity") not in ("tanh", "relu"):
         raise ValueError("unknown nonlinearity")
-    rnn = nn.RNN(sizes[0], sizes[1], sizes[2], nonlinearity=rnn_info["nonlinearity"], bias=bool(rnn_info.get("bias")),
-                 dtype=dtype)
+    rnn = nn.RNN(
+        sizes[0],
+        sizes[1],
+        sizes[2],
+        nonlinearity=rnn_info["nonlinearity"],
+        bias=bool(rnn_info.get("bias")),
+        dtype=dtype,
+    )
     fc = nn.Linear(sizes[1], sizes[3], bias=bool(fc_info.get("bias")), dtype=dtype)
     for module, prefix in ((rnn, "rnn."), (fc, "fc.")):
-        own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if not all(isinstance(v, np.ndarray) for v in own.values()):
             raise ValueError("weights are not arrays")
         module.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float64)).to(dtype) for k, v in own.items()})
@@ -166,7 +203,8 @@ def _predict(model: Any, x: Array, name: str) -> Array | str:
     except Exception as err:  # noqa: BLE001
         line = _user_frame(err)
         return f"calling {name}(x) with x of shape {tuple(xt.shape)} (T, N, 2) raised {type(err).__name__}: {err}" + (
-            f"\n  at: {line}" if line else "")
+            f"\n  at: {line}" if line else ""
+        )
     if not isinstance(pred, torch.Tensor):
         return f"{name}(x) should return a tensor of shape (N,), got {type(pred).__name__}"
     return pred.detach().cpu().numpy().copy()
@@ -189,10 +227,14 @@ def _forward_problem(pred: Any, info: dict[str, Any], state: Any, x: Array, name
         out, h_n = rnn(xt)
         expected = fc(out[-1]).squeeze(-1).numpy()
         variants = {
-            "the bottom layer's final state h_n[0] is read instead of the top layer's (h_n[-1] or output[-1])":
-                fc(h_n[0]).squeeze(-1).numpy(),
-            "the first step's output (output[0]) is read instead of the last one's (output[-1])":
-                fc(out[0]).squeeze(-1).numpy(),
+            "the bottom layer's final state h_n[0] is read instead of the top layer's (h_n[-1] or output[-1])": fc(
+                h_n[0]
+            )
+            .squeeze(-1)
+            .numpy(),
+            "the first step's output (output[0]) is read instead of the last one's (output[-1])": fc(out[0])
+            .squeeze(-1)
+            .numpy(),
             "the outputs are averaged over time instead of reading the last step": fc(out.mean(0)).squeeze(-1).numpy(),
         }
     if tuple(pred.shape) != (N,):
@@ -200,8 +242,7 @@ def _forward_problem(pred: Any, info: dict[str, Any], state: Any, x: Array, name
         if tuple(pred.shape) == (N, 1):
             hint = " Remove the trailing axis: .squeeze(-1)."
         elif tuple(pred.shape[:2]) == (T, N):
-            hint = (" You apply fc at every step: the prediction is made once, after the last step "
-                    "(fc(output[-1])).")
+            hint = " You apply fc at every step: the prediction is made once, after the last step (fc(output[-1]))."
         return f"{name}(x) returned shape {tuple(pred.shape)}; expected (N,) = ({N},), one number per sequence.{hint}"
 
     def close(a: Array, b: Array) -> bool:
@@ -212,9 +253,11 @@ def _forward_problem(pred: Any, info: dict[str, Any], state: Any, x: Array, name
     for what, value in variants.items():
         if close(pred, value):
             return f"{name}(x) is wrong: it matches what you get when {what}."
-    return (f"{name}(x) is not fc(rnn(x)[0][-1]).squeeze(-1): the prediction must be the output layer applied "
-            f"to the top layer's state after the last step (max |yours - expected| = "
-            f"{float(np.max(np.abs(pred.astype(np.float64) - expected))):.1e})")
+    return (
+        f"{name}(x) is not fc(rnn(x)[0][-1]).squeeze(-1): the prediction must be the output layer applied "
+        f"to the top layer's state after the last step (max |yours - expected| = "
+        f"{float(np.max(np.abs(pred.astype(np.float64) - expected))):.1e})"
+    )
 
 
 def _adding_model_plan(*, seed: int, extended: bool = False) -> tuple[dict[str, Any], Any]:
@@ -226,7 +269,7 @@ def _adding_model_plan(*, seed: int, extended: bool = False) -> tuple[dict[str, 
 def _adding_model_collect(request: dict[str, Any], model_cls: Any) -> dict[str, Any]:
     name = getattr(model_cls, "__name__", "the model class")
     results = []
-    for (D, H, L), x in zip(request["configs"], request["xs"]):
+    for (D, H, L), x in zip(request["configs"], request["xs"], strict=True):
         entry: dict[str, Any] = {"name": f"{name}({D}, {H}, {L})"}
         results.append(entry)
         with warnings.catch_warnings(record=True) as caught:
@@ -235,9 +278,13 @@ def _adding_model_collect(request: dict[str, Any], model_cls: Any) -> dict[str, 
                 torch.manual_seed(request["torch_seed"])
                 model = model_cls(D, H, L)
             except NotImplementedError:
-                entry["problem"] = f"`{name}` {NOT_IMPLEMENTED}: building {name}({D}, {H}, {L}) raises NotImplementedError"
+                entry["problem"] = (
+                    f"`{name}` {NOT_IMPLEMENTED}: building {name}({D}, {H}, {L}) raises NotImplementedError"
+                )
             except Exception as err:  # noqa: BLE001
-                entry["problem"] = f"{name}(input_size={D}, hidden_size={H}, num_layers={L}) raised {type(err).__name__}: {err}"
+                entry["problem"] = (
+                    f"{name}(input_size={D}, hidden_size={H}, num_layers={L}) raised {type(err).__name__}: {err}"
+                )
             else:
                 entry["info"] = _structure_of(model)
                 entry["state"] = _state_of(model)
@@ -291,8 +338,14 @@ def check_adding_model(model_cls: Any, *, seed: int = 0, extended: bool = False)
     _raise(diagnose_adding_model(model_cls, seed=seed, extended=extended))
 
 
-def _reference_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                          max_norm: float, mistake: str | None = None) -> float:
+def _reference_train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    max_norm: float,
+    mistake: str | None = None,
+) -> float:
     if mistake != "no_zero_grad":
         optimizer.zero_grad()
     loss = nn.functional.mse_loss(model(x), y, reduction="sum" if mistake == "sum_loss" else "mean")
@@ -307,13 +360,13 @@ def _reference_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x:
 
 TRAIN_STEP_MISTAKES: dict[str, str] = {
     "no_zero_grad": "optimizer.zero_grad() is never called, so each step adds its gradients to the previous "
-                    "steps' (PyTorch accumulates .grad)",
+    "steps' (PyTorch accumulates .grad)",
     "no_clipping": "the gradient is not clipped before optimizer.step() (or is clipped after it, which is too "
-                   "late): call nn.utils.clip_grad_norm_(model.parameters(), max_norm) between backward() and step()",
+    "late): call nn.utils.clip_grad_norm_(model.parameters(), max_norm) between backward() and step()",
     "sum_loss": "the loss is the sum of squared errors instead of the mean (use nn.functional.mse_loss with its "
-                "default reduction='mean')",
+    "default reduction='mean')",
     "zero_grad_after_backward": "optimizer.zero_grad() is called after loss.backward(), which wipes the gradients "
-                                "before the step (call it before the forward pass)",
+    "before the step (call it before the forward pass)",
 }
 
 
@@ -382,8 +435,10 @@ def _train_step_judge(plan_: Plan, result: Any) -> tuple[str | None, list[str]]:
         return "the grader could not read the result of the probes (malformed data)", caught
     for loss in losses:
         if isinstance(loss, dict) and loss.get("tensor"):
-            return ("`train_step` returns a tensor; return the loss as a Python float with loss.item() (a tensor "
-                    "would keep the whole autograd graph alive)"), caught
+            return (
+                "`train_step` returns a tensor; return the loss as a Python float with loss.item() (a tensor "
+                "would keep the whole autograd graph alive)"
+            ), caught
         if isinstance(loss, dict):
             return f"`train_step` should return the loss as a float, got {_text(loss.get('type'), '?')}", caught
         if not isinstance(loss, (int, float)):
@@ -407,8 +462,10 @@ def _train_step_judge(plan_: Plan, result: Any) -> tuple[str | None, list[str]]:
 
     def matches(trace: tuple[list[float], list[np.ndarray]], upto: int) -> bool:
         ls, ps = trace
-        return all(math.isclose(float(losses[i]), ls[i], rel_tol=1e-9, abs_tol=1e-12)
-                   and same_params(params[i], ps[i]) for i in range(upto))
+        return all(
+            math.isclose(float(losses[i]), ls[i], rel_tol=1e-9, abs_tol=1e-12) and same_params(params[i], ps[i])
+            for i in range(upto)
+        )
 
     initial = _params_vector(_train_step_model(req["state"], req["lr"])[0])
     for s in range(steps):
@@ -419,17 +476,26 @@ def _train_step_judge(plan_: Plan, result: Any) -> tuple[str | None, list[str]]:
         found = [m for m, trace in variants.items() if matches(trace, s + 1)]
         where = f"on step {s + 1} of {steps} consecutive calls"
         if found:
-            return (f"`train_step` is wrong {where}: it behaves as if "
-                    + "; or ".join(TRAIN_STEP_MISTAKES[m] for m in found) + "."), caught
+            return (
+                f"`train_step` is wrong {where}: it behaves as if "
+                + "; or ".join(TRAIN_STEP_MISTAKES[m] for m in found)
+                + "."
+            ), caught
         if not loss_ok:
-            return (f"`train_step` returns the loss {float(losses[s]):.6f} {where}; expected {ref_losses[s]:.6f}, the "
-                    "mean squared error of model(x) against y before the update"), caught
+            return (
+                f"`train_step` returns the loss {float(losses[s]):.6f} {where}; expected {ref_losses[s]:.6f}, the "
+                "mean squared error of model(x) against y before the update"
+            ), caught
         if same_params(params[s], params[s - 1] if s else initial):
-            return (f"`train_step` does not change the parameters {where}: call loss.backward() and "
-                    "optimizer.step()"), caught
-        return (f"`train_step` updates the parameters differently from zero_grad -> mse_loss -> backward -> "
-                f"clip_grad_norm_(max_norm) -> step {where} (max |yours - expected| = "
-                f"{float(np.max(np.abs(params[s] - ref_params[s]))) if params[s].shape == ref_params[s].shape else float('nan'):.1e})"), caught
+            return (
+                f"`train_step` does not change the parameters {where}: call loss.backward() and optimizer.step()"
+            ), caught
+        same_shape = params[s].shape == ref_params[s].shape
+        gap = float(np.max(np.abs(params[s] - ref_params[s]))) if same_shape else float("nan")
+        return (
+            f"`train_step` updates the parameters differently from zero_grad -> mse_loss -> backward -> "
+            f"clip_grad_norm_(max_norm) -> step {where} (max |yours - expected| = {gap:.1e})"
+        ), caught
     return None, caught
 
 
@@ -462,15 +528,21 @@ def heldout_adding_mse(model: nn.Module, *, seq_len: int, num: int = 2000, seed:
         return float(nn.functional.mse_loss(probe(x), y))
 
 
-def _trained_plan(*, seed: int = 2024, extended: bool = False, seq_len: int = 20, threshold: float = 0.05,
-                  num: int = 2000) -> tuple[dict[str, Any], Any]:
+def _trained_plan(
+    *, seed: int = 2024, extended: bool = False, seq_len: int = 20, threshold: float = 0.05, num: int = 2000
+) -> tuple[dict[str, Any], Any]:
     x, y = _adding_batch(seq_len, num, seed, np.float64)
     x_small = _adding_batch(seq_len, 8, seed + 1, np.float64)[0].numpy()
     # The held-out sequences stay here: the error is measured on a model rebuilt from the learner's
     # weights, so the kernel needs none of them (and the adding problem's targets follow from its
     # inputs, so held-out inputs in the kernel could be trained on).
-    return {"x_small": x_small}, {"x": x.numpy(), "y": y.numpy(), "seq_len": seq_len, "threshold": threshold,
-                                                   "num": num}
+    return {"x_small": x_small}, {
+        "x": x.numpy(),
+        "y": y.numpy(),
+        "seq_len": seq_len,
+        "threshold": threshold,
+        "num": num,
+    }
 
 
 def _trained_collect(request: dict[str, Any], model: Any, reported_val_mse: Any) -> dict[str, Any]:
@@ -502,10 +574,13 @@ def _trained_judge(plan_: Plan, result: Any) -> tuple[str | None, list[str]]:
     reported = result.get("reported")
     if not isinstance(reported, (int, float)) or isinstance(reported, bool) or not math.isfinite(float(reported)):
         what = reported if isinstance(reported, dict) else {}
-        return (f"final_val_mse should be your validation mean squared error as a float, got "
-                f"{_text(what.get('type'), type(reported).__name__)} ({_text(what.get('repr'), repr(reported))})"), caught
-    problem = _forward_problem(result.get("pred_small"), info, result.get("state"), plan_.request["x_small"],
-                               "trained_model")
+        return (
+            f"final_val_mse should be your validation mean squared error as a float, got "
+            f"{_text(what.get('type'), type(reported).__name__)} ({_text(what.get('repr'), repr(reported))})"
+        ), caught
+    problem = _forward_problem(
+        result.get("pred_small"), info, result.get("state"), plan_.request["x_small"], "trained_model"
+    )
     if problem:
         return problem, caught
     # The error is measured on a model rebuilt here from the learner's weights: the kernel's own
@@ -519,18 +594,24 @@ def _trained_judge(plan_: Plan, result: Any) -> tuple[str | None, list[str]]:
         mse = float(nn.functional.mse_loss(fc(out[-1]).squeeze(-1), y))
     num, seq_len, threshold = private["num"], private["seq_len"], private["threshold"]
     if not math.isfinite(mse):
-        return "trained_model predicts NaN or inf on held-out data: the training diverged (lower the learning rate?)", caught
+        return (
+            "trained_model predicts NaN or inf on held-out data: the training diverged (lower the learning rate?)",
+            caught,
+        )
     if mse >= threshold:
-        return (f"On {num} fresh held-out sequences of length {seq_len}, trained_model's mean squared error is "
-                f"{mse:.4f}, not below the threshold {threshold} (you reported final_val_mse = "
-                f"{float(reported):.4f}). For scale: always answering 1.0 scores 1/6 = 0.1667. Train longer "
-                "or with a larger learning rate, keep gradient clipping, and evaluate on data the model has not "
-                "trained on."), caught
+        return (
+            f"On {num} fresh held-out sequences of length {seq_len}, trained_model's mean squared error is "
+            f"{mse:.4f}, not below the threshold {threshold} (you reported final_val_mse = "
+            f"{float(reported):.4f}). For scale: always answering 1.0 scores 1/6 = 0.1667. Train longer "
+            "or with a larger learning rate, keep gradient clipping, and evaluate on data the model has not "
+            "trained on."
+        ), caught
     return None, caught
 
 
-def diagnose_trained_adding_model(model: Any, reported_val_mse: Any, *, seq_len: int = 20, threshold: float = 0.05,
-                                  num: int = 2000, seed: int = 2024) -> str | None:
+def diagnose_trained_adding_model(
+    model: Any, reported_val_mse: Any, *, seq_len: int = 20, threshold: float = 0.05, num: int = 2000, seed: int = 2024
+) -> str | None:
     """Diagnose a trained adding-problem model: a stacked ``nn.RNN`` whose held-out MSE is below ``threshold``.
 
     The MSE is recomputed here on ``num`` fresh sequences of length ``seq_len`` drawn with
@@ -544,16 +625,20 @@ def diagnose_trained_adding_model(model: Any, reported_val_mse: Any, *, seq_len:
     return diagnosis
 
 
-def check_trained_adding_model(model: Any, reported_val_mse: Any, *, seq_len: int = 20, threshold: float = 0.05,
-                               num: int = 2000, seed: int = 2024) -> None:
+def check_trained_adding_model(
+    model: Any, reported_val_mse: Any, *, seq_len: int = 20, threshold: float = 0.05, num: int = 2000, seed: int = 2024
+) -> None:
     """Raise ``AssertionError`` with a diagnosis unless ``model`` beats ``threshold`` on held-out data."""
-    _raise(diagnose_trained_adding_model(model, reported_val_mse, seq_len=seq_len, threshold=threshold, num=num,
-                                         seed=seed))
+    _raise(
+        diagnose_trained_adding_model(model, reported_val_mse, seq_len=seq_len, threshold=threshold, num=num, seed=seed)
+    )
 
 
-
-register(globals(), custom={
-    "adding_model": (_adding_model_plan, _adding_model_collect, _adding_model_judge),
-    "train_step": (_train_step_plan, _train_step_collect, _train_step_judge),
-    "trained_adding_model": (_trained_plan, _trained_collect, _trained_judge),
-})
+register(
+    globals(),
+    custom={
+        "adding_model": (_adding_model_plan, _adding_model_collect, _adding_model_judge),
+        "train_step": (_train_step_plan, _train_step_collect, _train_step_judge),
+        "trained_adding_model": (_trained_plan, _trained_collect, _trained_judge),
+    },
+)

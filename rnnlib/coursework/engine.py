@@ -124,7 +124,6 @@ class Mistake:
     fix: str
 
 
-
 MISTAKES: dict[str, Mistake] = {}
 """Every classic mistake the checkers recognise, by key (each assignment module adds its own with
 :func:`add_mistakes`)."""
@@ -320,8 +319,7 @@ def _to_array(value: Any, what: str) -> Array:
     except Exception as err:  # pragma: no cover - exotic objects
         raise _Unpack(f"{what} cannot be read as an array ({type(value).__name__}): {err}") from None
     if arr.dtype.kind not in "fiub":
-        raise _Unpack(f"{what} should be a NumPy array of numbers, got {type(value).__name__} "
-                      f"(dtype {arr.dtype})")
+        raise _Unpack(f"{what} should be a NumPy array of numbers, got {type(value).__name__} (dtype {arr.dtype})")
     return arr
 
 
@@ -330,6 +328,7 @@ def _unpack_array(name: str) -> Callable[[Any], dict[str, Array]]:
         if isinstance(result, tuple):
             raise _Unpack(f"expected one array, got a tuple of {len(result)} elements")
         return {name: _to_array(result, "the result")}
+
     return unpack
 
 
@@ -342,7 +341,8 @@ def _unpack_tuple(names: tuple[str, ...]) -> Callable[[Any], dict[str, Array]]:
             raise _Unpack(f"expected a tuple {form}, got a single {type(result).__name__}")
         if len(result) != len(names):
             raise _Unpack(f"expected a tuple {form} of {len(names)} elements, got {len(result)} elements")
-        return {n: _to_array(v, n) for n, v in zip(names, result)}
+        return {n: _to_array(v, n) for n, v in zip(names, result, strict=True)}
+
     return unpack
 
 
@@ -354,9 +354,12 @@ def _unpack_dict(keys: tuple[str, ...]) -> Callable[[Any], dict[str, Array]]:
             raise _Unpack(f"expected a dict with keys {list(keys)}, got a {type(result).__name__}")
         missing = [k for k in keys if k not in result]
         if missing:
-            raise _Unpack(f"the returned dict has no key(s) {missing} (expected keys {list(keys)}, "
-                          f"got {sorted(map(str, result))})")
+            raise _Unpack(
+                f"the returned dict has no key(s) {missing} (expected keys {list(keys)}, "
+                f"got {sorted(map(str, result))})"
+            )
         return {k: _to_array(result[k], f"result[{k!r}]") for k in keys}
+
     return unpack
 
 
@@ -376,10 +379,14 @@ def _not_implemented_message(name: str, err: BaseException, own_name: str = "") 
     frames = traceback.extract_tb(err.__traceback__)
     raiser = frames[-1].name if frames else name
     if raiser not in (name, own_name, "<module>", "<lambda>") and raiser.isidentifier():
-        return (f"`{name}` {NOT_IMPLEMENTED}: it calls `{raiser}`, which raises NotImplementedError. "
-                f"Implement `{raiser}` first (and run its cell again).")
-    return (f"`{name}` {NOT_IMPLEMENTED}: it raises NotImplementedError. Replace the line "
-            "`raise NotImplementedError()` with your code, and run the cell again.")
+        return (
+            f"`{name}` {NOT_IMPLEMENTED}: it calls `{raiser}`, which raises NotImplementedError. "
+            f"Implement `{raiser}` first (and run its cell again)."
+        )
+    return (
+        f"`{name}` {NOT_IMPLEMENTED}: it raises NotImplementedError. Replace the line "
+        "`raise NotImplementedError()` with your code, and run the cell again."
+    )
 
 
 def _exception_message(task: Task, probe: Probe, err: BaseException) -> str:
@@ -391,22 +398,26 @@ def _exception_message(task: Task, probe: Probe, err: BaseException) -> str:
     msg = f"`{task.name}` raised {type(err).__name__} on the probe with {probe.label}: {text}{where}"
     hints = []
     if isinstance(err, ValueError) and ("matmul" in text or "not aligned" in text or "mismatch" in text):
-        hints.append("A shape error in a matrix product usually means a weight is used untransposed. PyTorch "
-                     "stores W_ih as (H, D) and W_hh as (H, H), so a batch of rows x (N, D) is multiplied as "
-                     "x @ W_ih.T and h (N, H) as h @ W_hh.T.")
+        hints.append(
+            "A shape error in a matrix product usually means a weight is used untransposed. PyTorch "
+            "stores W_ih as (H, D) and W_hh as (H, H), so a batch of rows x (N, D) is multiplied as "
+            "x @ W_ih.T and h (N, H) as h @ W_hh.T."
+        )
         if task.name in ("stacked_rnn_forward", "stacked_rnn_forward_batch_first", "bidirectional_rnn_forward"):
-            hints.append("In a stack, layer l >= 1 reads the layer below (width H, or 2H when bidirectional), "
-                         "not x (width D).")
+            hints.append(
+                "In a stack, layer l >= 1 reads the layer below (width H, or 2H when bidirectional), not x (width D)."
+            )
     elif isinstance(err, ValueError) and "broadcast" in text:
         hints.append("Arrays of incompatible shapes were combined: print the shape of each term.")
     if isinstance(err, (TypeError, AttributeError)) and "NoneType" in text:
         hints.append("An argument was None: h0=None means a zero initial state, as in nn.RNN (np.zeros((L, N, H))).")
     if isinstance(err, KeyError):
-        hints.append("The parameter dict uses PyTorch's names with layers counted from 0: weight_ih_l0, "
-                     "weight_hh_l0, bias_ih_l0, bias_hh_l0, ..., and *_reverse for the backward direction.")
+        hints.append(
+            "The parameter dict uses PyTorch's names with layers counted from 0: weight_ih_l0, "
+            "weight_hh_l0, bias_ih_l0, bias_hh_l0, ..., and *_reverse for the backward direction."
+        )
     if isinstance(err, IndexError):
-        hints.append("Check the index ranges: layers 0..L-1, steps 0..T-1, and h0/h_n have L*num_directions "
-                     "rows.")
+        hints.append("Check the index ranges: layers 0..L-1, steps 0..T-1, and h0/h_n have L*num_directions rows.")
     return msg + "".join(f"\n  Hint: {h}" for h in hints)
 
 
@@ -420,12 +431,12 @@ def _same_inputs(a: Any, b: Any) -> bool:
     if isinstance(a, Mapping):
         return all(_same_inputs(a[k], b.get(k)) for k in a if isinstance(a[k], (np.ndarray, Mapping, list)))
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same_inputs(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same_inputs(x, y) for x, y in zip(a, b, strict=True))
     return True
 
 
 def _mutated_arg(args: tuple, after: tuple, arg_names: tuple[str, ...]) -> str | None:
-    for name, before, now in zip(arg_names, args, after):
+    for name, before, now in zip(arg_names, args, after, strict=True):
         if not _same_inputs(before, now):
             return name
     return None
@@ -480,9 +491,11 @@ def library_uses(source: str) -> list[str]:
 
 
 def library_problem(name: str, uses: list[str]) -> str:
-    return (f"`{name}` uses {', '.join(f'`{u}`' for u in uses)} inside the graded code, which is off-limits in this "
-            "assignment: inside your functions, use NumPy only (the point is to write this computation yourself). "
-            "Use torch or rnnlib in a separate cell to compare results.")
+    return (
+        f"`{name}` uses {', '.join(f'`{u}`' for u in uses)} inside the graded code, which is off-limits in this "
+        "assignment: inside your functions, use NumPy only (the point is to write this computation yourself). "
+        "Use torch or rnnlib in a separate cell to compare results."
+    )
 
 
 def _source_problem(task: Task, fn: Callable) -> str | None:
@@ -515,8 +528,9 @@ def _call_inner(task: Task, fn: Callable, probe: Probe, arg_names: tuple[str, ..
         with _off_limits(task.forbid) as calls:
             result = fn(*call_args)
     except NotImplementedError as err:
-        return Outcome(problem=_not_implemented_message(task.name, err, getattr(fn, "__name__", "")),
-                       kind="not_implemented")
+        return Outcome(
+            problem=_not_implemented_message(task.name, err, getattr(fn, "__name__", "")), kind="not_implemented"
+        )
     except Exception as err:  # noqa: BLE001 - any failure is reported
         if _OFF_LIMITS_CALLS:
             calls = _OFF_LIMITS_CALLS
@@ -524,16 +538,24 @@ def _call_inner(task: Task, fn: Callable, probe: Probe, arg_names: tuple[str, ..
             return Outcome(problem=_exception_message(task, probe, err), kind="exception")
     if calls:
         lib = calls[0]
-        return Outcome(problem=(
-            f"`{task.name}` calls `{lib}`, which is off-limits in this assignment: the point is to write "
-            f"this computation yourself (rnnlib and PyTorch already have it). You may use the library in a "
-            f"separate cell to compare results, but not inside `{task.name}`."), kind="off_limits")
+        return Outcome(
+            problem=(
+                f"`{task.name}` calls `{lib}`, which is off-limits in this assignment: the point is to write "
+                f"this computation yourself (rnnlib and PyTorch already have it). You may use the library in a "
+                f"separate cell to compare results, but not inside `{task.name}`."
+            ),
+            kind="off_limits",
+        )
     mutated = _mutated_arg(probe.args, call_args, arg_names)
     if mutated is not None:
-        return Outcome(problem=(
-            f"`{task.name}` modifies its input `{mutated}` in place (e.g. `h += ...` or `dh *= ...` on an array "
-            f"it was given, or on a view of one). The caller still needs that array: work on a copy "
-            f"(`h = h + ...`, `arr.copy()`)."), kind="mutated")
+        return Outcome(
+            problem=(
+                f"`{task.name}` modifies its input `{mutated}` in place (e.g. `h += ...` or `dh *= ...` on an array "
+                f"it was given, or on a view of one). The caller still needs that array: work on a copy "
+                f"(`h = h + ...`, `arr.copy()`)."
+            ),
+            kind="mutated",
+        )
     try:
         parts = task.unpack(result)
     except _Unpack as err:
@@ -569,8 +591,9 @@ def _fmt_shape(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, shape)) + (",)" if len(shape) == 1 else ")")
 
 
-def _matching(parts: dict[str, Array], variants: dict[str, dict[str, Array]], names: list[str] | None = None
-              ) -> list[str]:
+def _matching(
+    parts: dict[str, Array], variants: dict[str, dict[str, Array]], names: list[str] | None = None
+) -> list[str]:
     keys = []
     for key, v in variants.items():
         use = names if names is not None else list(v)
@@ -594,18 +617,22 @@ def _mistake_lines(keys: list[str]) -> tuple[str, str]:
     if len(bases) == 1:
         m = MISTAKES[bases[0]]
         return f"what you get when {m.what}.", f"\n  Fix: {m.fix}"
-    what = ("what you get with any of these mistakes (they give the same numbers here): "
-            + "; or ".join(MISTAKES[b].what for b in bases) + ".")
+    what = (
+        "what you get with any of these mistakes (they give the same numbers here): "
+        + "; or ".join(MISTAKES[b].what for b in bases)
+        + "."
+    )
     return what, "".join(f"\n  Fix ({i + 1}): {MISTAKES[b].fix}" for i, b in enumerate(bases))
 
 
-def _consistent(keys: list[str], outcomes: list[Outcome], probes: list[Probe], skip: int,
-                names: list[str] | None = None) -> list[str]:
+def _consistent(
+    keys: list[str], outcomes: list[Outcome], probes: list[Probe], skip: int, names: list[str] | None = None
+) -> list[str]:
     """Drop candidate mistakes that another probe contradicts."""
     kept = []
     for key in keys:
         ok = True
-        for i, (o, p) in enumerate(zip(outcomes, probes)):
+        for i, (o, p) in enumerate(zip(outcomes, probes, strict=True)):
             if i == skip or o.parts is None:
                 continue
             target = p.variants.get(key)
@@ -644,16 +671,23 @@ def _explain_wrong(task: Task, probes: list[Probe], outcomes: list[Outcome], i: 
         sym = task.shapes.get(name, "")
         if g.shape != e.shape:
             per = _consistent(_matching(got, probe.variants, [name]), outcomes, probes, i, [name])
-            text = (f"{label} has shape {_fmt_shape(g.shape)}, expected {sym + ' = ' if sym else ''}"
-                    f"{_fmt_shape(e.shape)}.{_shape_hint(g.shape, e.shape)}")
+            text = (
+                f"{label} has shape {_fmt_shape(g.shape)}, expected {sym + ' = ' if sym else ''}"
+                f"{_fmt_shape(e.shape)}.{_shape_hint(g.shape, e.shape)}"
+            )
             if per:
                 what, details = _mistake_lines(per)
                 findings.append((f"{text} It matches {what}", details))
             else:
                 findings.append((text, ""))
         elif not np.all(np.isfinite(g)):
-            findings.append((f"{label} contains NaN or inf ({int(np.sum(~np.isfinite(g)))} entries): an overflow, "
-                             "a division by zero, or an array made with np.empty that is never filled?", ""))
+            findings.append(
+                (
+                    f"{label} contains NaN or inf ({int(np.sum(~np.isfinite(g)))} entries): an overflow, "
+                    "a division by zero, or an array made with np.empty that is never filled?",
+                    "",
+                )
+            )
         elif not _close(g, e):
             per = _consistent(_matching(got, probe.variants, [name]), outcomes, probes, i, [name])
             diff = float(np.max(np.abs(g.astype(np.float64) - e)))
@@ -661,16 +695,24 @@ def _explain_wrong(task: Task, probes: list[Probe], outcomes: list[Outcome], i: 
                 what, details = _mistake_lines(per)
                 findings.append((f"{label} matches {what}", details))
             elif np.allclose(g, e, rtol=1e-4, atol=1e-6):
-                findings.append((f"{label} is close to the right values but not equal to float64 precision "
-                                 f"(max |yours - expected| = {diff:.1e}): float32 somewhere (np.float32, torch's "
-                                 "default dtype), or an approximation such as finite differences?",
-                                 f"\n  The tests compare with a relative tolerance of {RTOL:.0e}."))
+                findings.append(
+                    (
+                        f"{label} is close to the right values but not equal to float64 precision "
+                        f"(max |yours - expected| = {diff:.1e}): float32 somewhere (np.float32, torch's "
+                        "default dtype), or an approximation such as finite differences?",
+                        f"\n  The tests compare with a relative tolerance of {RTOL:.0e}.",
+                    )
+                )
             else:
                 idx = np.unravel_index(int(np.argmax(np.abs(g.astype(np.float64) - e))), e.shape)
-                findings.append((f"{label} has wrong values (max |yours - expected| = {diff:.1e}); none of the "
-                                 "classic mistakes the checker knows gives these numbers.",
-                                 f"\n  E.g. at index {tuple(int(j) for j in idx)}: yours {float(g[idx]):.6f}, "
-                                 f"expected {float(e[idx]):.6f}."))
+                findings.append(
+                    (
+                        f"{label} has wrong values (max |yours - expected| = {diff:.1e}); none of the "
+                        "classic mistakes the checker knows gives these numbers.",
+                        f"\n  E.g. at index {tuple(int(j) for j in idx)}: yours {float(g[idx]):.6f}, "
+                        f"expected {float(e[idx]):.6f}.",
+                    )
+                )
         else:
             right.append(name)
     first, details = findings[0]
@@ -693,7 +735,7 @@ def _diagnose(task: Task, fn: Any, probes: list[Probe], arg_names: tuple[str, ..
             return o.problem
         outcomes.append(o)
     _note_warnings(task.name, [w for o in outcomes for w in o.warnings])
-    for i, (probe, o) in enumerate(zip(probes, outcomes)):
+    for i, (probe, o) in enumerate(zip(probes, outcomes, strict=True)):
         if o.kind == "exception":
             # Does another probe explain the error? A D == H probe first: there the usual shape
             # errors (a weight used untransposed, x fed to an upper layer) cannot happen.
@@ -707,9 +749,11 @@ def _diagnose(task: Task, fn: Any, probes: list[Probe], arg_names: tuple[str, ..
                     what, details = _mistake_lines(keys)
                     first_error = (o.problem or "").split("\n", 1)[0]
                     where = "where D == H" if probes[j].square else "on another probe"
-                    elsewhere = "where D != H" if probes[j].square else "on the other probe"
-                    return (f"`{task.name}` is wrong: {where} its result matches {what}{details}"
-                            f"\n  {elsewhere[0].upper() + elsewhere[1:]} it fails instead: {first_error}{_probe_line(probes[j])}")
+                    elsewhere = "Where D != H" if probes[j].square else "On the other probe"
+                    return (
+                        f"`{task.name}` is wrong: {where} its result matches {what}{details}"
+                        f"\n  {elsewhere} it fails instead: {first_error}{_probe_line(probes[j])}"
+                    )
             return o.problem
         if o.kind == "unpack":
             return o.problem
@@ -735,12 +779,15 @@ def _rng(seed: int, *salt: int) -> np.random.Generator:
 
 def _layer_params(rng: np.random.Generator, D: int, H: int) -> tuple[Array, Array, Array, Array]:
     # Weights a bit larger than PyTorch's init, so that tanh is clearly nonlinear (1 - h**2 far from 1).
-    return (rng.uniform(-0.7, 0.7, (H, D)), rng.uniform(-0.7, 0.7, (H, H)),
-            rng.uniform(-0.5, 0.5, H), rng.uniform(-0.5, 0.5, H))
+    return (
+        rng.uniform(-0.7, 0.7, (H, D)),
+        rng.uniform(-0.7, 0.7, (H, H)),
+        rng.uniform(-0.5, 0.5, H),
+        rng.uniform(-0.5, 0.5, H),
+    )
 
 
-def _stack_params(rng: np.random.Generator, D: int, H: int, L: int, bidirectional: bool = False
-                  ) -> dict[str, Array]:
+def _stack_params(rng: np.random.Generator, D: int, H: int, L: int, bidirectional: bool = False) -> dict[str, Array]:
     dirs = 2 if bidirectional else 1
     params: dict[str, Array] = {}
     for layer in range(L):
@@ -748,8 +795,14 @@ def _stack_params(rng: np.random.Generator, D: int, H: int, L: int, bidirectiona
         for d in range(dirs):
             sfx = "_reverse" if d else ""
             W_ih, W_hh, b_ih, b_hh = _layer_params(rng, d_in, H)
-            params.update({f"weight_ih_l{layer}{sfx}": W_ih, f"weight_hh_l{layer}{sfx}": W_hh,
-                           f"bias_ih_l{layer}{sfx}": b_ih, f"bias_hh_l{layer}{sfx}": b_hh})
+            params.update(
+                {
+                    f"weight_ih_l{layer}{sfx}": W_ih,
+                    f"weight_hh_l{layer}{sfx}": W_hh,
+                    f"bias_ih_l{layer}{sfx}": b_ih,
+                    f"bias_hh_l{layer}{sfx}": b_hh,
+                }
+            )
     return params
 
 
@@ -759,8 +812,9 @@ def _torch_rnn(params: Mapping[str, Array], D: int, H: int, L: int, bidirectiona
     return rnn.eval()
 
 
-def _torch_forward(params: Mapping[str, Array], x: Array, h0: Array | None, L: int,
-                   bidirectional: bool = False) -> tuple[Array, Array]:
+def _torch_forward(
+    params: Mapping[str, Array], x: Array, h0: Array | None, L: int, bidirectional: bool = False
+) -> tuple[Array, Array]:
     D, H = x.shape[-1], params["weight_hh_l0"].shape[0]
     rnn = _torch_rnn(params, D, H, L, bidirectional)
     with torch.no_grad():
@@ -769,8 +823,10 @@ def _torch_forward(params: Mapping[str, Array], x: Array, h0: Array | None, L: i
 
 
 def _layer_weights(params: Mapping[str, Array], layer: int, suffix: str = "") -> tuple[Array, Array, Array, Array]:
-    return cast("tuple[Array, Array, Array, Array]",  # mypy can't count a tuple built from a generator
-                tuple(params[f"{k}_l{layer}{suffix}"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+    return cast(
+        "tuple[Array, Array, Array, Array]",  # mypy can't count a tuple built from a generator
+        tuple(params[f"{k}_l{layer}{suffix}"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")),
+    )
 
 
 def _safe(fn: Callable[..., Any]) -> Any:  # ``...``: mypy can't match ``lambda m=m: ...`` to ``Callable[[], Any]``
@@ -822,9 +878,13 @@ class _Session:
             return Outcome(kind="exception", problem="")
         o = self.outcomes.get(probe.label)
         if o is None:
-            return Outcome(kind="exception", problem=(
-                f"the grader received no result for the probe with {probe.label} (the submission's kernel "
-                "did not report it)"))
+            return Outcome(
+                kind="exception",
+                problem=(
+                    f"the grader received no result for the probe with {probe.label} (the submission's kernel "
+                    "did not report it)"
+                ),
+            )
         return copy.copy(o)
 
 
@@ -860,8 +920,10 @@ def _note_warnings(name: str, caught: list[str]) -> None:
     if _current_session() is not None or not caught:
         return
     seen = list(dict.fromkeys(caught))
-    print(f"note: `{name}` raised {'a warning' if len(seen) == 1 else 'warnings'} while the tests called it "
-          "(this does not fail the test, but read it):")
+    print(
+        f"note: `{name}` raised {'a warning' if len(seen) == 1 else 'warnings'} while the tests called it "
+        "(this does not fail the test, but read it):"
+    )
     for text in seen[:5]:
         print(f"  {text}")
 
@@ -907,8 +969,12 @@ def plan(check: str, *, seed: int, extended: bool = False, **kwargs: Any) -> Pla
         except _Planned:
             pass
     assert session.task is not None, f"check {check!r} did not plan any probe"
-    request = {"check": check, "task": session.task.name, "arg_names": list(session.arg_names),
-               "probes": [{"label": p.label, "args": p.args} for p in session.probes]}
+    request = {
+        "check": check,
+        "task": session.task.name,
+        "arg_names": list(session.arg_names),
+        "probes": [{"label": p.label, "args": p.args} for p in session.probes],
+    }
     return Plan(check, seed, extended, dict(kwargs), request, session.probes)
 
 
@@ -926,8 +992,9 @@ def collect(request: dict[str, Any], *objects: Any) -> dict[str, Any]:
     task = _TASKS[request["task"]]
     fn = objects[0]
     if not callable(fn):
-        return {"not_callable": f"`{task.name}` should be a function, got {type(fn).__name__}: did you overwrite "
-                                f"its name?"}
+        return {
+            "not_callable": f"`{task.name}` should be a function, got {type(fn).__name__}: did you overwrite its name?"
+        }
     outcomes = {}
     for p in request["probes"]:
         probe = Probe(p["label"], tuple(p["args"]), {})
@@ -948,12 +1015,18 @@ def _outcome_from(data: Any) -> Outcome:
         return Outcome(kind="unpack", problem="the grader could not read this result (malformed data)")
     parts = data.get("parts")
     if data["kind"] == "ok":
-        if not isinstance(parts, dict) or not parts or not all(
-                isinstance(k, str) and isinstance(v, np.ndarray) for k, v in parts.items()):
+        if (
+            not isinstance(parts, dict)
+            or not parts
+            or not all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in parts.items())
+        ):
             return Outcome(kind="unpack", problem="the grader could not read this result (malformed data)")
         return Outcome(parts=dict(parts), warnings=[_text(w) for w in data.get("warnings") or []][:5])
-    return Outcome(problem=_text(data.get("problem"), "(no message)"), kind=data["kind"],
-                   warnings=[_text(w) for w in data.get("warnings") or []][:5])
+    return Outcome(
+        problem=_text(data.get("problem"), "(no message)"),
+        kind=data["kind"],
+        warnings=[_text(w) for w in data.get("warnings") or []][:5],
+    )
 
 
 def judge(plan_: Plan, result: Any) -> tuple[str | None, list[str]]:
@@ -971,7 +1044,6 @@ def judge(plan_: Plan, result: Any) -> tuple[str | None, list[str]]:
         diagnosis = _diagnose_fn(plan_.check)(_placeholder, seed=plan_.seed, extended=plan_.extended, **plan_.kwargs)
     caught = list(dict.fromkeys(w for o in outcomes.values() for w in o.warnings))
     return diagnosis, caught[:5]
-
 
 
 # --------------------------------------------------------------------------------------
@@ -1012,7 +1084,8 @@ def _with_referee(check: str, original: Callable[..., None]) -> Callable[..., No
     refereed_check.__module__ = original.__module__
     refereed_check.__doc__ = (original.__doc__ or "") + (
         "\n\n    With ``refereed=True`` (the hidden tests), the probes are planned and judged in a separate "
-        "\n    process with a seed of its own (rnnlib/coursework/referee.py); only the learner's code runs here.")
+        "\n    process with a seed of its own (rnnlib/coursework/referee.py); only the learner's code runs here."
+    )
     return refereed_check
 
 
@@ -1032,9 +1105,11 @@ def _checker_files() -> tuple[str, ...]:
     return tuple(n.replace(".", "/") + ".py" for n in names)
 
 
-def register(namespace: dict[str, Any], *,
-             custom: Mapping[str, tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]] | None = None
-             ) -> None:
+def register(
+    namespace: dict[str, Any],
+    *,
+    custom: Mapping[str, tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]] | None = None,
+) -> None:
     """Register an assignment module's checks; its last statement is ``register(globals())``.
 
     For each ``check_x`` in the module's ``__all__``: ``diagnose_x`` becomes known to
@@ -1053,6 +1128,6 @@ def register(namespace: dict[str, Any], *,
             _TASKS[value.name] = value
     _CUSTOM.update(custom or {})
     for name in [n for n in namespace["__all__"] if n.startswith("check_")]:
-        check = name[len("check_"):]
+        check = name[len("check_") :]
         _DIAGNOSES[check] = namespace[f"diagnose_{check}"]
         namespace[name] = _with_referee(check, namespace[name])

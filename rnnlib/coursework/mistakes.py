@@ -15,7 +15,8 @@ diagnostics use them as known-bad references.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,6 @@ from ..params import param_name
 
 Array = np.ndarray
 Backward = Callable[..., StackGradients]
-
 
 
 def _accumulate(grads: dict[str, Array], step: dict[str, Array | None], layer: int) -> None:
@@ -61,12 +61,19 @@ def cell_backward_without_activation_derivative(dh: Array, cache: dict[str, Any]
     """
     da = dh  # BUG: should be dh * act'(a), e.g. dh * (1 - h**2)
     db = da.sum(axis=0) if cache["bias"] else None
-    return {"dx": da @ cache["W_ih"], "dh_prev": da @ cache["W_hh"], "dW_ih": da.T @ cache["x"],
-            "dW_hh": da.T @ cache["h_prev"], "db_ih": db, "db_hh": None if db is None else db.copy()}
+    return {
+        "dx": da @ cache["W_ih"],
+        "dh_prev": da @ cache["W_hh"],
+        "dW_ih": da.T @ cache["x"],
+        "dW_hh": da.T @ cache["h_prev"],
+        "db_ih": db,
+        "db_hh": None if db is None else db.copy(),
+    }
 
 
-def backward_without_activation_derivative(caches: list[list[Cache]], d_output: Array,
-                                           d_h_n: Array | None = None) -> StackGradients:
+def backward_without_activation_derivative(
+    caches: list[list[Cache]], d_output: Array, d_h_n: Array | None = None
+) -> StackGradients:
     """WRONG: BPTT whose cell backward forgets the activation's derivative.
 
     The time and layer bookkeeping is correct; every step uses
@@ -97,8 +104,7 @@ def backward_without_activation_derivative(caches: list[list[Cache]], d_output: 
 # --------------------------------------------------------------------------------------
 
 
-def backward_without_dh_next(caches: list[list[Cache]], d_output: Array,
-                             d_h_n: Array | None = None) -> StackGradients:
+def backward_without_dh_next(caches: list[list[Cache]], d_output: Array, d_h_n: Array | None = None) -> StackGradients:
     """WRONG: each step's ``dh`` is only the gradient from its own output.
 
     ``h_t`` reaches the loss twice: through ``output_t`` and through ``h_{t+1}``. This
@@ -129,8 +135,7 @@ def backward_without_dh_next(caches: list[list[Cache]], d_output: Array,
 # --------------------------------------------------------------------------------------
 
 
-def backward_passing_dh_down(caches: list[list[Cache]], d_output: Array,
-                             d_h_n: Array | None = None) -> StackGradients:
+def backward_passing_dh_down(caches: list[list[Cache]], d_output: Array, d_h_n: Array | None = None) -> StackGradients:
     """WRONG: layer ``l-1`` receives layer ``l``'s ``dh_t`` instead of its ``dx_t``.
 
     The gradient w.r.t. layer ``l-1``'s output is the gradient w.r.t. layer ``l``'s
@@ -160,8 +165,9 @@ def backward_passing_dh_down(caches: list[list[Cache]], d_output: Array,
     return _finish(upstream, d_h0, grads, d_states, L)
 
 
-def backward_sending_loss_gradient_to_every_layer(caches: list[list[Cache]], d_output: Array,
-                                                  d_h_n: Array | None = None) -> StackGradients:
+def backward_sending_loss_gradient_to_every_layer(
+    caches: list[list[Cache]], d_output: Array, d_h_n: Array | None = None
+) -> StackGradients:
     """WRONG: every layer receives the loss's gradient ``d_output`` as its upstream gradient.
 
     Only the top layer's states are the RNN's ``output``; a lower layer's output reaches
@@ -210,8 +216,9 @@ class _SteppedRNN(NumpyRNN):
     _backward_fn: Backward
     _step_caches: list[list[Cache]] | None
 
-    def forward(self, x: Any, h0: Any = None, *, lengths: Any = None,
-                dropout_masks: dict[int, Array] | None = None) -> tuple[Array, Array]:
+    def forward(
+        self, x: Any, h0: Any = None, *, lengths: Any = None, dropout_masks: dict[int, Array] | None = None
+    ) -> tuple[Array, Array]:
         if lengths is not None:
             raise ValueError("the step-by-step backward variants do not handle lengths")
         x = self._as_array(x, "input")
@@ -225,8 +232,9 @@ class _SteppedRNN(NumpyRNN):
     def backward(self, d_output: Any, d_h_n: Any = None) -> tuple[Array, Array]:
         if self._step_caches is None:
             raise ValueError("backward() needs a forward() first")
-        d_input, d_h0, grads = self._backward_fn(self._step_caches, np.asarray(d_output),
-                                                 None if d_h_n is None else np.asarray(d_h_n))[:3]
+        d_input, d_h0, grads = self._backward_fn(
+            self._step_caches, np.asarray(d_output), None if d_h_n is None else np.asarray(d_h_n)
+        )[:3]
         self.grads = dict(grads)
         return d_input, d_h0
 
@@ -246,8 +254,9 @@ def with_backward(model: NumpyRNN, backward: Backward = stack_backward) -> Numpy
     """
     if model.bidirectional or model.batch_first or model.dropout > 0:
         raise ValueError(f"with_backward needs a unidirectional, time-major RNN without dropout, got {model!r}")
-    stepped = _SteppedRNN(model.input_size, model.hidden_size, model.num_layers, model.nonlinearity,
-                          model.bias, dtype=model.dtype)
+    stepped = _SteppedRNN(
+        model.input_size, model.hidden_size, model.num_layers, model.nonlinearity, model.bias, dtype=model.dtype
+    )
     stepped.load_state_dict(model.state_dict())
     stepped._backward_fn = backward
     stepped._step_caches = None

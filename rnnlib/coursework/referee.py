@@ -33,8 +33,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 # --------------------------------------------------------------------------------------
 # The referee's side
@@ -91,8 +92,12 @@ class Referee:
     """A referee process, started once per kernel and reused by every refereed check."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-I", "-m", "rnnlib.coursework.referee"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-m", "rnnlib.coursework.referee"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
         self._buffer = b""
 
     def alive(self) -> bool:

@@ -101,7 +101,7 @@ def save(stem: Path | str, value: Any) -> None:
     tree, arrays = pack(value)
     stem = Path(stem)
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, allow_pickle=False, **arrays)  # pack lets only numbers through: never pickle
     _write(_named(stem, ".npz"), buf.getvalue())
     _write(_named(stem, ".json"), json.dumps(tree).encode("utf8"))
 
@@ -146,8 +146,7 @@ def load(stem: Path | str, max_bytes: int = MAX_BYTES) -> Any:
     """Read what :func:`save` wrote, as plain data only (``allow_pickle=False``)."""
     stem = Path(stem)
     try:
-        tree = json.loads(_read(_named(stem, ".json"), max_bytes).decode("utf8"),
-                          parse_constant=_constant)
+        tree = json.loads(_read(_named(stem, ".json"), max_bytes).decode("utf8"), parse_constant=_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:  # ValueError: JSONDecodeError, huge ints
         raise WireError(f"malformed JSON: {type(err).__name__}: {str(err)[:200]}") from None
     raw = _read(_named(stem, ".npz"), max_bytes)
