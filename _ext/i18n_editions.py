@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"  # i18n-switch.css: the switch in the header's row
 
 DEFAULT_EDITIONS = {"en": "", "zh_CN": "zh_CN"}
 DEFAULT_NAMES = {"en": "English", "zh_CN": "中文"}
@@ -101,6 +102,8 @@ def alternates(pagename_uri: str, language: str, editions: dict[str, str], names
 
 def _configure(app, config) -> None:
     config.templates_path = [str(TEMPLATES), *[p for p in config.templates_path if p != str(TEMPLATES)]]
+    if str(STATIC) not in config.html_static_path:
+        config.html_static_path = [*config.html_static_path, str(STATIC)]
     options = config.html_theme_options
     end = options.get("article_header_end") or ["article-header-buttons.html"]
     if isinstance(end, str):
@@ -303,6 +306,7 @@ def setup(app) -> dict[str, Any]:
     app.add_config_value("i18n_edition_names", DEFAULT_NAMES, "html", types={dict})
     app.add_config_value("i18n_share_mathjax", True, "html", types={bool})
     app.connect("config-inited", _configure, priority=900)
+    app.add_css_file("i18n-switch.css")
     app.add_transform(ReattachTranslatedNodes)
     app.add_transform(TranslateTocCaptions)
     # Before pydata-sphinx-theme renders the header's templates to drop the empty ones (500).
