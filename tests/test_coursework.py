@@ -30,9 +30,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tools import coursework as cw
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import coursework as cw  # noqa: E402
 
 PYTHON = sys.executable
 TOOL = ROOT / "tools" / "coursework.py"
@@ -66,11 +66,15 @@ def _content_key(path: Path, kwargs: dict) -> str:
     raw = Path(path).read_bytes()
     try:
         nb = nbformat.reads(raw.decode("utf8"), as_version=4)
-        content = json.dumps([[c.cell_type, c.source, c.get("metadata", {}).get("nbgrader"), c.get("id")]
-                              for c in nb.cells] + [nb.metadata.get("rnn_course")], sort_keys=True, default=str)
+        content = json.dumps(
+            [[c.cell_type, c.source, c.get("metadata", {}).get("nbgrader"), c.get("id")] for c in nb.cells]
+            + [nb.metadata.get("rnn_course")],
+            sort_keys=True,
+            default=str,
+        )
     except Exception:  # noqa: BLE001 - an unreadable file is keyed by its bytes
         content = raw.hex()
-    import sandbox
+    from tools import sandbox
 
     options = json.dumps({k: str(v) for k, v in sorted(kwargs.items()) if k != "save_executed"})
     options += f" sandbox={sandbox.available()}"
@@ -143,11 +147,11 @@ def full_marks(source: Path) -> dict[str, float]:
 # Student versions
 # --------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def student_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("student")
-    result = subprocess.run([PYTHON, str(TOOL), "student", "--out", str(out)], capture_output=True, text=True,
-                            cwd=ROOT)
+    result = subprocess.run([PYTHON, str(TOOL), "student", "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     return out
 
@@ -211,7 +215,8 @@ def test_student_refuses_to_overwrite_a_learners_changes(tmp_path):
     assert result.returncode == 0 and "unchanged" in result.stdout
     nb = cw.read_notebook(target)
     by_id(nb, "a0_add_one").source = by_id(nb, "a0_add_one").source.replace(
-        "# YOUR CODE HERE\n    raise NotImplementedError()", "return x + 1")
+        "# YOUR CODE HERE\n    raise NotImplementedError()", "return x + 1"
+    )
     nbformat.write(nb, target)
     before = target.read_bytes()
     result = run_student(["--out", str(tmp_path)])
@@ -234,10 +239,12 @@ def test_student_never_writes_inside_chapters():
 # Grading: solutions, untouched student versions
 # --------------------------------------------------------------------------------------
 
+
 def by_assignment(paths: list[Path]) -> list:
     """One xdist group per assignment (conftest.py: groups): the workers share the gradings."""
-    return [pytest.param(p, id=p.stem, marks=pytest.mark.xdist_group(f"coursework-{p.stem.split('_')[0]}"))
-            for p in paths]
+    return [
+        pytest.param(p, id=p.stem, marks=pytest.mark.xdist_group(f"coursework-{p.stem.split('_')[0]}")) for p in paths
+    ]
 
 
 @pytest.fixture(scope="module", params=by_assignment(SOLUTIONS))
@@ -261,23 +268,26 @@ def test_solution_notebooks_score_full_marks(solution_report):
 def test_untouched_student_versions_score_zero_on_every_task(student_report):
     src, report = student_report
     assert_complete(report, src, {gid: 0.0 for gid in full_marks(src)})
-    assert all(t.status == "not_implemented" and t.feedback == "not implemented yet" for t in report.tasks), \
+    assert all(t.status == "not_implemented" and t.feedback == "not implemented yet" for t in report.tasks), (
         report.table()
+    )
     assert report.notes == [], report.notes
 
 
 def test_grade_cli_prints_a_table_writes_json_and_exits_0(tmp_path):
     out = tmp_path / "report.json"
-    result = subprocess.run([PYTHON, str(TOOL), "grade", str(A1), "--json", str(out)],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [PYTHON, str(TOOL), "grade", str(A1), "--json", str(out)], capture_output=True, text=True, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     assert data["assignment"] == "A1_rnn_step"
     assert data["total"] == {"points": 10.0, "max_points": 10.0}
     assert [t["grade_id"] for t in data["tasks"]] == ["a1_step_tests", "a1_forward_tests", "a1_count_tests"]
     for task in data["tasks"]:
-        assert re.search(rf"^{task['grade_id']}\s+{task['points']:g} / {task['max_points']:g}\s+passed$",
-                         result.stdout, flags=re.M), result.stdout
+        assert re.search(
+            rf"^{task['grade_id']}\s+{task['points']:g} / {task['max_points']:g}\s+passed$", result.stdout, flags=re.M
+        ), result.stdout
     assert re.search(r"^total\s+10 / 10$", result.stdout, flags=re.M)
 
 
@@ -301,9 +311,11 @@ def test_grade_cli_identifies_the_assignment_by_metadata_grade_ids_or_name(tmp_p
 # The instructor guide's points table
 # --------------------------------------------------------------------------------------
 
+
 def test_points_table_in_instructor_guide_matches_the_notebooks():
     text = GUIDE.read_text(encoding="utf8")
     m = re.search(r"<!-- points-table:start -->\n(.*?)\n<!-- points-table:end -->", text, flags=re.S)
     assert m, "chapters/instructor_guide.md has no points-table markers"
     assert m.group(1).strip() == cw.points_table().strip(), (
-        "the points table is out of date; paste the output of `python tools/coursework.py points`")
+        "the points table is out of date; paste the output of `python tools/coursework.py points`"
+    )

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from test_coursework import A0, A1, FIXTURES, assert_complete, by_id, full_marks, graded
+
+from tools import coursework as cw
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import coursework as cw  # noqa: E402
-from test_coursework import A0, A1, FIXTURES, assert_complete, by_id, full_marks, graded  # noqa: E402
 
 XDIST_GROUP_EACH_TEST = True  # slow, independent tests: xdist spreads them one by one (conftest.py)
 
@@ -219,7 +218,7 @@ def test_an_unreadable_submission_gets_a_complete_zero_report(tmp_path):
 def test_without_bubblewrap_the_report_says_no_sandbox_and_grades_the_same(tmp_path, monkeypatch):
     """On a machine without bubblewrap (macOS, a locked-down container) grading still works, with
     limits, a private copy of rnnlib and a process sweep, and every report says it was not sandboxed."""
-    import sandbox
+    from tools import sandbox
 
     monkeypatch.setattr(sandbox, "available", lambda: False)
     right = graded(A0, source_dir=FIXTURES)

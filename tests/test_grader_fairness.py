@@ -16,17 +16,16 @@ model each (about 10 s on one thread), which dominates the module's runtime.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from fixtures.submissions import honest  # tests/ is on sys.path, as for fixtures.mistakes
+from test_coursework import assert_complete, full_marks, graded
+
+from tools import coursework as cw
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import coursework as cw  # noqa: E402
-from fixtures.submissions import honest  # noqa: E402  (tests/ is on sys.path, as for fixtures.mistakes)
-from test_coursework import assert_complete, full_marks, graded  # noqa: E402
 
 NAMES = list(honest.SUBMISSIONS)
 
@@ -35,6 +34,7 @@ def by_submission(name: str, *marks: pytest.MarkDecorator):  # -> a pytest Param
     """A test of one submission: in that submission's xdist group, so the workers share the gallery and
     each submission is graded once (conftest.py: groups)."""
     return pytest.param(name, marks=[pytest.mark.xdist_group(f"fairness-{name}"), *marks])
+
 
 # Fixed by the trusted grader (the [trusted-grader] commit); before it, float(loss) in train_step
 # cost Task 2 (torch's UserWarning reached stderr during the test cell), a float64 model cost Task 1
@@ -82,8 +82,9 @@ def test_a_correct_submission_gets_full_marks(report_of, name):
     print(f"{name}: graded in {report.elapsed_s:.1f} s")
 
 
-@pytest.mark.parametrize("name", [by_submission(n, *([FLAGGED_BY_DEFECT[n]] if n in FLAGGED_BY_DEFECT else []))
-                                  for n in NAMES])
+@pytest.mark.parametrize(
+    "name", [by_submission(n, *([FLAGGED_BY_DEFECT[n]] if n in FLAGGED_BY_DEFECT else [])) for n in NAMES]
+)
 def test_a_correct_submission_is_not_flagged_for_review(report_of, name):
     _, report = report_of(name)
     flags = list(getattr(report, "flags", [])) + [n for n in report.notes if n.startswith("review by hand")]

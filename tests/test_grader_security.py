@@ -62,9 +62,9 @@ from typing import Any
 import nbformat
 import pytest
 
+from tools import coursework as cw
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import coursework as cw  # noqa: E402
 
 
 def _load_hostile():

@@ -6,28 +6,33 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from test_coursework import (
+    PYTHON,
+    SOLUTIONS,
+    graded,
+    student_dir,  # noqa: F401 - a fixture, requested by name below
+)
+from test_coursework_robustness import a1_edits_test_cell
+
+from tools import coursework as cw
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import coursework as cw  # noqa: E402
-from test_coursework import PYTHON, SOLUTIONS, graded  # noqa: E402
-from test_coursework import student_dir  # noqa: E402,F401 - a fixture, used by name
-from test_coursework_robustness import a1_edits_test_cell  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------
 # Slow: a real nbgrader course, with every assignment
 # --------------------------------------------------------------------------------------
 
+
 def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    result = subprocess.run([str(Path(PYTHON).parent / "nbgrader"), *args], cwd=course, env=env,
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [str(Path(PYTHON).parent / "nbgrader"), *args], cwd=course, env=env, capture_output=True, text=True, timeout=900
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -41,9 +46,11 @@ def test_the_round_trip_covers_every_assignment():
 
 # One course per assignment, so that xdist runs the five side by side (conftest.py: groups).
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xdist_group(f"nbgrader-{name.upper()}"))
-                                  for name in sorted(ASSIGNMENTS)])
-def test_nbgrader_course_round_trip(tmp_path, student_dir, name):
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(name, marks=pytest.mark.xdist_group(f"nbgrader-{name.upper()}")) for name in sorted(ASSIGNMENTS)],
+)
+def test_nbgrader_course_round_trip(tmp_path, student_dir, name):  # noqa: F811 - the fixture imported above
     """In a teacher's own nbgrader course, for each of A1-A5: generate_assignment == our student
     version; autograde gives the solution full marks, the untouched student version zero, and the
     same points per task as our grader (plus, for A1, a submission with a wrong answer and an
@@ -56,7 +63,8 @@ def test_nbgrader_course_round_trip(tmp_path, student_dir, name):
         "c = get_config()\n"
         f"c.CourseDirectory.root = {str(course)!r}\n"
         "c.CourseDirectory.course_id = 'rnn-course'\n"
-        "c.Execute.timeout = 120\n")
+        "c.Execute.timeout = 120\n"
+    )
     assignments = {name: ASSIGNMENTS[name]}
     expected: dict[tuple[str, str], float] = {}
     for name, solution in assignments.items():
