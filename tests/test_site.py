@@ -433,6 +433,11 @@ def _interface_strings(html: str) -> list[str]:
     previous/next, the print-only table of contents)."""
     from bs4 import BeautifulSoup, Comment
 
+    # The article is most of a page: cut it (and the scripts) out before parsing the rest.
+    start = html.find('<article class="bd-article"')
+    if start >= 0:
+        html = html[:start] + html[html.find("</article>", start) + len("</article>") :]
+    html = re.sub(r"(?s)<script\b.*?</script>", "", html)
     soup = BeautifulSoup(html, "html.parser")
     if soup.head:
         soup.head.decompose()
