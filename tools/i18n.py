@@ -285,7 +285,11 @@ def _sphinx_build(
 def extract(out: Path = GETTEXT_OUT, quiet: bool = True) -> int:
     """The gettext templates (``.pot``), one per page, in ``out``; old ones removed first."""
     if out.exists():
-        others = [p for p in out.rglob("*") if p.is_file() and p.suffix != ".pot"]
+        # what a gettext build writes: the templates, and the static files some extensions
+        # copy for any builder (sphinx-exercise's _static/exercise.css)
+        others = [
+            p for p in out.rglob("*") if p.is_file() and p.suffix != ".pot" and p.relative_to(out).parts[0] != "_static"
+        ]
         if others:
             print(f"refusing to empty {out}: it holds more than .pot files ({others[0]})", file=sys.stderr)
             return 2
