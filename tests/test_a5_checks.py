@@ -40,8 +40,7 @@ SEEDS = (0, 1, 7)
 
 
 CASES = M.CASES
-CORRECT = {"lstm_step_forward": M.step_forward, "lstm_step_backward": M.step_backward,
-           "lstm_forward": M.lstm_forward}
+CORRECT = {"lstm_step_forward": M.step_forward, "lstm_step_backward": M.step_backward, "lstm_forward": M.lstm_forward}
 
 
 def diagnose(checker: str, fn, **kw):
@@ -74,7 +73,9 @@ def test_every_a5_mistake_has_a_learner_style_case_and_a_message():
     assert set(A5.A5_MISTAKES) == {key for _, key, _ in CASES}
     for key, mistake in A5.A5_MISTAKES.items():  # registered with the engine, under a key of A5's own
         assert key.startswith("lstm_") and (engine.MISTAKES[key].what, engine.MISTAKES[key].fix) == (
-            mistake.what, mistake.fix)
+            mistake.what,
+            mistake.fix,
+        )
     declared = set(A5.STEP_MISTAKES) | set(A5.STEP_BACKWARD_MISTAKES) | set(A5.LAYER_MISTAKES)
     assert declared == set(A5.A5_MISTAKES)
 
@@ -82,8 +83,16 @@ def test_every_a5_mistake_has_a_learner_style_case_and_a_message():
 def test_the_brief_lstm_mistakes_are_all_recognised():
     # gate order; sigmoid and tanh swapped; the forget gate missing from dc_prev (and the dh -> dc path);
     # c returned for h, or h and c swapped
-    brief = {"lstm_gate_order_ifog", "lstm_gate_order_figo", "lstm_candidate_sigmoid", "lstm_gates_tanh",
-             "lstm_dc_prev_without_f", "lstm_dc_from_h_missing", "lstm_c_for_h", "lstm_h_c_swapped"}
+    brief = {
+        "lstm_gate_order_ifog",
+        "lstm_gate_order_figo",
+        "lstm_candidate_sigmoid",
+        "lstm_gates_tanh",
+        "lstm_dc_prev_without_f",
+        "lstm_dc_from_h_missing",
+        "lstm_c_for_h",
+        "lstm_h_c_swapped",
+    }
     assert brief <= {key for _, key, _ in CASES}
 
 
@@ -95,19 +104,25 @@ def test_correct_answers_pass_with_the_hidden_probes(checker, seed):
 
 def test_every_mistake_is_distinguishable_on_some_probe():
     probes = {
-        "lstm_step_forward": ([A5._step_forward_probe(0, k, *s) for k, s in enumerate([(3, 4, 5), (2, 6, 3)])],
-                              A5.STEP_MISTAKES),
-        "lstm_step_backward": ([A5._step_backward_probe(0, k, *s) for k, s in enumerate([(3, 4, 5), (2, 6, 3)])],
-                               A5.STEP_BACKWARD_MISTAKES),
-        "lstm_forward": ([A5._forward_probe(0, k, *s) for k, s in enumerate([(4, 2, 3, 5), (3, 3, 5, 2)])],
-                         A5.LAYER_MISTAKES + A5.LOOP_STEP_MISTAKES),
+        "lstm_step_forward": (
+            [A5._step_forward_probe(0, k, *s) for k, s in enumerate([(3, 4, 5), (2, 6, 3)])],
+            A5.STEP_MISTAKES,
+        ),
+        "lstm_step_backward": (
+            [A5._step_backward_probe(0, k, *s) for k, s in enumerate([(3, 4, 5), (2, 6, 3)])],
+            A5.STEP_BACKWARD_MISTAKES,
+        ),
+        "lstm_forward": (
+            [A5._forward_probe(0, k, *s) for k, s in enumerate([(4, 2, 3, 5), (3, 3, 5, 2)])],
+            A5.LAYER_MISTAKES + A5.LOOP_STEP_MISTAKES,
+        ),
     }
     for task, (task_probes, declared) in probes.items():
         for key in declared:
             assert any(key in p.variants for p in task_probes), f"{task}: {key} is invisible on every probe"
         keys = sorted({k for p in task_probes for k in p.variants})
         for i, k1 in enumerate(keys):
-            for k2 in keys[i + 1:]:
+            for k2 in keys[i + 1 :]:
                 shared = [p for p in task_probes if k1 in p.variants and k2 in p.variants]
                 assert not (shared and all(_same(p.variants[k1], p.variants[k2]) for p in shared)), (task, k1, k2)
 
@@ -144,7 +159,8 @@ def test_wrong_result_forms_are_reported():
     assert "did you forget `return h, c, cache`" in A5.diagnose_lstm_step_forward(lambda *a: None)
     assert "expected a tuple (h, c, cache)" in A5.diagnose_lstm_step_forward(lambda *a: M.step_forward(*a)[:2])
     no_gates = A5.diagnose_lstm_step_forward(
-        lambda *a: (lambda h, c, cache: (h, c, {k: v for k, v in cache.items() if k != "g"}))(*M.step_forward(*a)))
+        lambda *a: (lambda h, c, cache: (h, c, {k: v for k, v in cache.items() if k != "g"}))(*M.step_forward(*a))
+    )
     assert "the cache has no key(s) ['g']" in no_gates
     three = A5.diagnose_lstm_forward(lambda x, s, p: (lambda out, hc: (out, *hc))(*M.lstm_forward(x, s, p)))
     assert "got 3: nn.LSTM returns the final state as one tuple" in three
@@ -166,6 +182,7 @@ def test_wrong_shape_and_nan_are_reported():
 
     diagnosis = A5.diagnose_lstm_step_backward(transposed)
     assert "dW_ih has shape (4, 20), expected (4H, D) = (20, 4). It is the transpose" in diagnosis
+
     def nan(*a):
         grads = M.step_backward(*a)
         return {**grads, "db_ih": grads["db_ih"] * np.nan}
@@ -222,14 +239,16 @@ def test_a_library_call_through_an_imported_name_is_caught_by_the_stubs():
         return {}
 
     assert "calls `rnnlib.lstm.lstm_layer_forward`, which is off-limits" in A5.diagnose_lstm_forward(via_layer)
-    assert "calls `rnnlib.lstm.lstm_layer_backward`, which is off-limits" in \
-        A5.diagnose_lstm_step_backward(via_layer_backward)
+    assert "calls `rnnlib.lstm.lstm_layer_backward`, which is off-limits" in A5.diagnose_lstm_step_backward(
+        via_layer_backward
+    )
     # and the library works again afterwards
     rng = np.random.default_rng(0)
     W = [rng.standard_normal(s) for s in ((8, 3), (8, 2), (8,), (8,))]
     out, h, c, cache = lstm_layer_forward(rng.standard_normal((2, 1, 3)), np.zeros((1, 2)), np.zeros((1, 2)), *W)
-    assert out.shape == (2, 1, 2) and lstm_layer_backward(np.ones_like(out), np.zeros((1, 2)), np.zeros((1, 2)),
-                                                           cache)[0].shape == (2, 1, 3)
+    assert out.shape == (2, 1, 2) and lstm_layer_backward(np.ones_like(out), np.zeros((1, 2)), np.zeros((1, 2)), cache)[
+        0
+    ].shape == (2, 1, 3)
     cell = nn.LSTMCell(3, 2)
     cell(torch.zeros(1, 3))[0].sum().backward()
     assert cell.weight_hh.grad is not None

@@ -26,14 +26,17 @@ import nbformat
 import numpy as np
 import pytest
 import torch
+from fixtures.mistakes import a1, a2, a3, a4, a5  # tests/ is on sys.path (pytest's rootdir insertion)
 from torch import nn
 
 import rnnlib
 import rnnlib.coursework.checks as C
-from rnnlib.coursework import a1 as checks_a1, a2 as checks_a2, a3 as checks_a3, a4 as checks_a4, engine
+from rnnlib.coursework import a1 as checks_a1
+from rnnlib.coursework import a2 as checks_a2
+from rnnlib.coursework import a3 as checks_a3
+from rnnlib.coursework import a4 as checks_a4
+from rnnlib.coursework import engine
 from rnnlib.numpy_rnn import rnn_cell_backward, rnn_cell_forward
-
-from fixtures.mistakes import a1, a2, a3, a4, a5  # tests/ is on sys.path (pytest's rootdir insertion)
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSEWORK = ROOT / "chapters" / "coursework"
@@ -54,13 +57,20 @@ TASKS = {
 }
 # Which checker grades which learner function.
 GRADED = {
-    "rnn_step": ("A1", "rnn_step"), "rnn_forward": ("A1", "rnn_forward"),
-    "num_parameters": ("A1", "num_parameters"), "stacked_forward": ("A2", "stacked_rnn_forward"),
-    "batch_first": ("A2", "stacked_rnn_forward_batch_first"), "bidirectional": ("A2", "bidirectional_rnn_forward"),
-    "top_layer_states": ("A2", "top_layer_final_states"), "step_backward": ("A3", "rnn_step_backward"),
-    "rnn_backward": ("A3", "rnn_backward"), "stacked_backward": ("A3", "stacked_rnn_backward"),
-    "adding_model": ("A4", "AddingRegressor"), "train_step": ("A4", "train_step"),
-    "lstm_step_forward": ("A5", "lstm_step_forward"), "lstm_step_backward": ("A5", "lstm_step_backward"),
+    "rnn_step": ("A1", "rnn_step"),
+    "rnn_forward": ("A1", "rnn_forward"),
+    "num_parameters": ("A1", "num_parameters"),
+    "stacked_forward": ("A2", "stacked_rnn_forward"),
+    "batch_first": ("A2", "stacked_rnn_forward_batch_first"),
+    "bidirectional": ("A2", "bidirectional_rnn_forward"),
+    "top_layer_states": ("A2", "top_layer_final_states"),
+    "step_backward": ("A3", "rnn_step_backward"),
+    "rnn_backward": ("A3", "rnn_backward"),
+    "stacked_backward": ("A3", "stacked_rnn_backward"),
+    "adding_model": ("A4", "AddingRegressor"),
+    "train_step": ("A4", "train_step"),
+    "lstm_step_forward": ("A5", "lstm_step_forward"),
+    "lstm_step_backward": ("A5", "lstm_step_backward"),
     "lstm_forward": ("A5", "lstm_forward"),
 }
 SLOW_SOLUTION_CELLS = {"a4_train"}  # trains for ~15 s; the notebook run (nbval) covers it
@@ -149,10 +159,17 @@ def test_every_known_mistake_has_a_fixture():
 def test_the_brief_classic_mistakes_are_all_recognised():
     # W_ih/W_hh swapped; weights not transposed; a bias missing; x_t fed to upper layers; h_n[0] taken for the
     # top layer; the reverse direction not re-aligned; the tanh derivative forgotten; the next step's gradient dropped.
-    brief = {("rnn_step", "swapped_weights"), ("rnn_step", "w_ih_not_transposed"), ("rnn_step", "missing_b_hh"),
-             ("stacked_forward", "x_to_every_layer"), ("top_layer_states", "bottom_layer_state"),
-             ("bidirectional", "reverse_not_realigned"), ("step_backward", "no_tanh_derivative"),
-             ("rnn_backward", "no_dh_next"), ("stacked_backward", "no_dh_next")}
+    brief = {
+        ("rnn_step", "swapped_weights"),
+        ("rnn_step", "w_ih_not_transposed"),
+        ("rnn_step", "missing_b_hh"),
+        ("stacked_forward", "x_to_every_layer"),
+        ("top_layer_states", "bottom_layer_state"),
+        ("bidirectional", "reverse_not_realigned"),
+        ("step_backward", "no_tanh_derivative"),
+        ("rnn_backward", "no_dh_next"),
+        ("stacked_backward", "no_dh_next"),
+    }
     assert brief <= {(c, k) for c, k, _ in CASES}
 
 
@@ -188,10 +205,12 @@ def test_correct_fixtures_pass():
 def _probes() -> dict[str, list]:
     return {
         "rnn_step": [checks_a1._step_probe(0, k, *s) for k, s in enumerate([(3, 4, 5), (2, 4, 4)])],
-        "rnn_forward": [checks_a1._forward_probe(0, k, *s)
-                        for k, s in enumerate([(5, 2, 3, 4, True), (4, 3, 4, 4, True)])],
-        "stacked_forward": [checks_a2._stack_probe(0, k, *s) for k, s in enumerate([(5, 2, 6, 4, 3, True),
-                                                                             (4, 3, 4, 4, 2, True)])],
+        "rnn_forward": [
+            checks_a1._forward_probe(0, k, *s) for k, s in enumerate([(5, 2, 3, 4, True), (4, 3, 4, 4, True)])
+        ],
+        "stacked_forward": [
+            checks_a2._stack_probe(0, k, *s) for k, s in enumerate([(5, 2, 6, 4, 3, True), (4, 3, 4, 4, 2, True)])
+        ],
         "bidirectional": [checks_a2._bidirectional_probe(0, 0, 4, 2, 3, 5, 2, True)],
         "top_layer_states": [checks_a2._top_probe(0, k, *c) for k, c in enumerate([(3, False, 2, 4), (3, True, 2, 4)])],
         "step_backward": [checks_a3._step_backward_probe(0, k, *s) for k, s in enumerate([(3, 4, 5), (2, 3, 3)])],
@@ -204,23 +223,28 @@ def test_every_known_mistake_is_distinguishable_on_some_probe():
     # Probe drops any variant that equals the correct answer, so a mistake whose variant survives on some probe
     # gives different numbers there; and two mistakes never give the same numbers on every probe.
     declared = {
-        "rnn_step": checks_a1.STEP_MISTAKES, "rnn_forward": checks_a1.LAYER_MISTAKES + checks_a1.LOOP_STEP_MISTAKES,
+        "rnn_step": checks_a1.STEP_MISTAKES,
+        "rnn_forward": checks_a1.LAYER_MISTAKES + checks_a1.LOOP_STEP_MISTAKES,
         "stacked_forward": checks_a2.STACK_MISTAKES + checks_a1.LOOP_STEP_MISTAKES,
         "bidirectional": checks_a2.BIDIRECTIONAL_MISTAKES,
-        "top_layer_states": checks_a2.TOP_MISTAKES, "step_backward": checks_a3.STEP_BACKWARD_MISTAKES,
-        "rnn_backward": checks_a3.LAYER_BACKWARD_MISTAKES, "stacked_backward": checks_a3.STACK_BACKWARD_MISTAKES,
+        "top_layer_states": checks_a2.TOP_MISTAKES,
+        "step_backward": checks_a3.STEP_BACKWARD_MISTAKES,
+        "rnn_backward": checks_a3.LAYER_BACKWARD_MISTAKES,
+        "stacked_backward": checks_a3.STACK_BACKWARD_MISTAKES,
     }
     for task, probes in _probes().items():
         for key in declared[task]:
             assert any(key in p.variants for p in probes), f"{task}: {key} is invisible on every probe"
         keys = sorted({k for p in probes for k in p.variants})
         for i, k1 in enumerate(keys):
-            for k2 in keys[i + 1:]:
+            for k2 in keys[i + 1 :]:
                 if k1.split("#")[0] == k2.split("#")[0]:
                     continue
                 same_everywhere = all(
                     engine._same(p.variants[k1], p.variants[k2])
-                    for p in probes if k1 in p.variants and k2 in p.variants)
+                    for p in probes
+                    if k1 in p.variants and k2 in p.variants
+                )
                 shared = [p for p in probes if k1 in p.variants and k2 in p.variants]
                 assert not (shared and same_everywhere), f"{task}: {k1} and {k2} give the same numbers on every probe"
 
@@ -278,7 +302,9 @@ def test_wrong_result_type_is_reported():
     assert "expected a dict" in C.diagnose_step_backward(lambda dh, c: tuple(a3.step_backward(dh, c).values()))
     assert "missing" in C.diagnose_stacked_backward(
         lambda d, dn, c: (lambda r: (r[0], r[1], {k: v for k, v in r[2].items() if "bias" not in k}))(
-            a3.stack_backward(d, dn, c)))
+            a3.stack_backward(d, dn, c)
+        )
+    )
     assert "expected an int" in C.diagnose_num_parameters(lambda D, H, bias=True: "50")
 
 
@@ -317,8 +343,9 @@ def test_shape_errors_in_matrix_products_get_a_layout_hint():
 
 
 def test_unknown_wrong_values_report_the_size_of_the_error():
-    diagnosis = C.diagnose_rnn_forward(lambda x, h0, p: (1.1 * a1.correct_forward(x, h0, p)[0],
-                                                         a1.correct_forward(x, h0, p)[1]))
+    diagnosis = C.diagnose_rnn_forward(
+        lambda x, h0, p: (1.1 * a1.correct_forward(x, h0, p)[0], a1.correct_forward(x, h0, p)[1])
+    )
     assert "output has wrong values" in diagnosis and "none of the classic mistakes" in diagnosis
     assert "Right: h_n." in diagnosis
 
@@ -356,7 +383,9 @@ def test_calling_the_library_forward_is_detected():
 
 def test_calling_the_library_backward_is_detected_also_through_an_imported_name():
     # `rnn_cell_backward` was imported at the top of this module, before the checker ran.
-    assert "calls `rnnlib.numpy_rnn.rnn_cell_backward`" in C.diagnose_step_backward(lambda dh, c: rnn_cell_backward(dh, c))
+    assert "calls `rnnlib.numpy_rnn.rnn_cell_backward`" in C.diagnose_step_backward(
+        lambda dh, c: rnn_cell_backward(dh, c)
+    )
 
     def via_autograd(dh, cache):
         x = torch.tensor(cache["x"], requires_grad=True)
@@ -375,6 +404,7 @@ def test_calling_the_library_backward_is_detected_also_through_an_imported_name(
 
 def test_a_library_builtin_the_stubs_cannot_replace_is_caught_from_the_source():
     """torch.rnn_tanh_cell is a builtin: no stub can record a call to it, the source rule still sees it."""
+
     def via_builtin(x, h_prev, W_ih, W_hh, b_ih, b_hh):
         t = torch.from_numpy
         return torch.rnn_tanh_cell(t(x), t(h_prev), t(W_ih), t(W_hh), t(b_ih), t(b_hh)).numpy()
@@ -399,7 +429,7 @@ def test_the_library_works_again_after_a_check():
     W_ih, W_hh, b = rng.standard_normal((4, 3)), rng.standard_normal((4, 4)), rng.standard_normal(4)
     out, cache = rnn_cell_forward(x, h, W_ih, W_hh, b, b)
     grads = rnn_cell_backward(np.ones_like(out), cache)
-    assert np.allclose(grads["dh_prev"], ((1 - out**2)) @ W_hh)
+    assert np.allclose(grads["dh_prev"], (1 - out**2) @ W_hh)
     rnn = nn.RNN(3, 4)
     rnn(torch.zeros(2, 1, 3))[0].sum().backward()
     assert rnn.weight_hh_l0.grad is not None
@@ -445,7 +475,9 @@ def test_notebooks_follow_nbgrader_schema_3(name):
             assert cell.cell_type == "code" and meta["locked"]
             points[meta["grade_id"]] = meta["points"]
             src = cell.source
-            assert src.index("importlib.reload") < src.index("### BEGIN HIDDEN TESTS") < src.index("### END HIDDEN TESTS")
+            assert (
+                src.index("importlib.reload") < src.index("### BEGIN HIDDEN TESTS") < src.index("### END HIDDEN TESTS")
+            )
             assert "_checks.check_" in src.split("### BEGIN HIDDEN TESTS")[0], "visible tests come first"
         else:
             assert meta["locked"], f"{meta['grade_id']}: instruction and setup cells are read-only"

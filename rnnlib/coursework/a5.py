@@ -60,95 +60,118 @@ __all__ = [
 # The classic mistakes
 # --------------------------------------------------------------------------------------
 
-_GATE_ORDER_FIX = ("PyTorch stacks the four blocks in the rows of W_ih, W_hh and the biases in the order i, f, g, o: "
-                   "i, f, g, o = np.split(a, 4, axis=1), with rows 0:H for i, H:2H for f, 2H:3H for g, 3H:4H for o.")
+_GATE_ORDER_FIX = (
+    "PyTorch stacks the four blocks in the rows of W_ih, W_hh and the biases in the order i, f, g, o: "
+    "i, f, g, o = np.split(a, 4, axis=1), with rows 0:H for i, H:2H for f, 2H:3H for g, 3H:4H for o."
+)
 
 A5_MISTAKES: dict[str, Mistake] = {
     # ---- one step forward ----
     "lstm_gate_order_ifog": Mistake(
         "the gate blocks are read in the order i, f, o, g (the candidate g and the output gate o swap rows)",
-        _GATE_ORDER_FIX),
+        _GATE_ORDER_FIX,
+    ),
     "lstm_gate_order_figo": Mistake(
-        "the gate blocks are read in the order f, i, g, o (the input and forget gates swap rows)",
-        _GATE_ORDER_FIX),
+        "the gate blocks are read in the order f, i, g, o (the input and forget gates swap rows)", _GATE_ORDER_FIX
+    ),
     "lstm_gate_order_iofg": Mistake(
-        "the gate blocks are read in the order i, o, f, g (ONNX's order i, o, f, c)",
-        _GATE_ORDER_FIX),
+        "the gate blocks are read in the order i, o, f, g (ONNX's order i, o, f, c)", _GATE_ORDER_FIX
+    ),
     "lstm_candidate_sigmoid": Mistake(
         "the candidate g goes through the sigmoid instead of tanh",
         "i, f and o are gates, squashed into (0, 1) by the sigmoid; the candidate g is a value to write, in "
-        "(-1, 1): g = np.tanh(a_g)."),
+        "(-1, 1): g = np.tanh(a_g).",
+    ),
     "lstm_gates_tanh": Mistake(
         "the gates i, f and o go through tanh instead of the sigmoid",
-        "a gate is a share between 0 and 1: i, f, o = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o); only g uses tanh."),
+        "a gate is a share between 0 and 1: i, f, o = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o); only g uses tanh.",
+    ),
     "lstm_activations_swapped": Mistake(
         "sigmoid and tanh are swapped everywhere (g through the sigmoid, i, f and o through tanh)",
-        "i, f, o = sigmoid(...) (gates, in (0, 1)); g = np.tanh(...) (the candidate, in (-1, 1))."),
+        "i, f, o = sigmoid(...) (gates, in (0, 1)); g = np.tanh(...) (the candidate, in (-1, 1)).",
+    ),
     "lstm_no_tanh_on_cell": Mistake(
         "the tanh on the cell is left out (h = o * c instead of o * tanh(c))",
-        "h = o * np.tanh(c): the cell is squashed before the output gate scales it."),
+        "h = o * np.tanh(c): the cell is squashed before the output gate scales it.",
+    ),
     "lstm_cell_forgets_all": Mistake(
         "the old cell is dropped: c = i * g, without the f * c_prev term",
-        "c = f * c_prev + i * g: the forget gate decides how much of the old cell is kept."),
+        "c = f * c_prev + i * g: the forget gate decides how much of the old cell is kept.",
+    ),
     "lstm_h_c_swapped": Mistake(
         "h and c are returned in the wrong order: (c, h, cache) instead of (h, c, cache)",
-        "return h, c, cache: the hidden state first, then the cell (the order of nn.LSTMCell's (h, c))."),
+        "return h, c, cache: the hidden state first, then the cell (the order of nn.LSTMCell's (h, c)).",
+    ),
     "lstm_c_for_h": Mistake(
         "the cell c is returned as the hidden state h",
-        "h = o * np.tanh(c) is the hidden state; c is the cell. Return both: h, c, cache."),
+        "h = o * np.tanh(c) is the hidden state; c is the cell. Return both: h, c, cache.",
+    ),
     # ---- one step backward ----
     "lstm_dc_prev_without_f": Mistake(
         "dc_prev is the total cell gradient itself: the forget gate factor is missing (dc_prev = dc_total instead "
         "of dc_total * f)",
-        "c = f * c_prev + i * g, so dc_prev = dc_total * f, where dc_total = dc + dh * o * (1 - tanh(c)**2)."),
+        "c = f * c_prev + i * g, so dc_prev = dc_total * f, where dc_total = dc + dh * o * (1 - tanh(c)**2).",
+    ),
     "lstm_dc_from_h_missing": Mistake(
         "the path from h to c is left out: dc_total = dc, without dh * o * (1 - tanh(c)**2)",
         "h = o * tanh(c) depends on c, so the cell's total gradient is dc_total = dc + dh * o * (1 - tanh(c)**2); "
-        "use dc_total for di, df, dg and dc_prev."),
+        "use dc_total for di, df, dg and dc_prev.",
+    ),
     "lstm_dc_in_ignored": Mistake(
         "the incoming cell gradient dc is ignored: dc_total = dh * o * (1 - tanh(c)**2) only",
         "the cell reaches the loss directly too (in a sequence, through the next step): "
-        "dc_total = dc + dh * o * (1 - tanh(c)**2)."),
+        "dc_total = dc + dh * o * (1 - tanh(c)**2).",
+    ),
     "lstm_tanh_derivative_at_c": Mistake(
         "the derivative of tanh(c) is taken as 1 - c**2 instead of 1 - tanh(c)**2",
-        "c is not a tanh output (h is o * tanh(c)): the derivative of tanh at c is 1 - np.tanh(c)**2."),
+        "c is not a tanh output (h is o * tanh(c)): the derivative of tanh at c is 1 - np.tanh(c)**2.",
+    ),
     "lstm_candidate_sigmoid_derivative": Mistake(
         "the candidate's derivative is the sigmoid's, g * (1 - g), instead of tanh's, 1 - g**2",
-        "g = tanh(a_g), so da_g = dg * (1 - g**2); i, f and o are sigmoids: da_i = di * i * (1 - i), and so on."),
+        "g = tanh(a_g), so da_g = dg * (1 - g**2); i, f and o are sigmoids: da_i = di * i * (1 - i), and so on.",
+    ),
     "lstm_gate_derivatives_missing": Mistake(
         "the activation derivatives are left out: the gradients of i, f, g, o are used as those of their "
         "pre-activations",
         "go through each activation: da_i = di * i * (1 - i), da_f = df * f * (1 - f), da_g = dg * (1 - g**2), "
-        "da_o = do * o * (1 - o)."),
+        "da_o = do * o * (1 - o).",
+    ),
     "lstm_df_uses_c": Mistake(
         "df uses this step's cell c instead of c_prev (df = dc_total * c)",
-        "f multiplies the previous cell: c = f * c_prev + i * g, so df = dc_total * c_prev."),
+        "f multiplies the previous cell: c = f * c_prev + i * g, so df = dc_total * c_prev.",
+    ),
     "lstm_backward_gate_order": Mistake(
         "the four pre-activation gradients are concatenated in the order i, f, o, g instead of i, f, g, o",
         "da = np.concatenate([da_i, da_f, da_g, da_o], axis=1): the same row order as W_ih, so that dW_ih = da.T @ x "
-        "puts each gate's gradient in its own rows."),
+        "puts each gate's gradient in its own rows.",
+    ),
     # ---- one layer over time ----
     "lstm_cell_not_carried": Mistake(
         "the cell is not carried through the loop: every step reads c0 (only h is carried)",
-        "carry both states: h, c, _ = lstm_step_forward(x[t], h, c, ...), starting from h0[0] and c0[0]."),
+        "carry both states: h, c, _ = lstm_step_forward(x[t], h, c, ...), starting from h0[0] and c0[0].",
+    ),
     "lstm_c0_ignored": Mistake(
-        "the initial cell c0 is ignored (the loop starts from c = 0)",
-        "start the loop from c0[0] (and h0[0])."),
+        "the initial cell c0 is ignored (the loop starts from c = 0)", "start the loop from c0[0] (and h0[0])."
+    ),
     "lstm_state_ignored": Mistake(
-        "the initial state is ignored: the loop starts from h = 0 and c = 0",
-        "start the loop from h0[0] and c0[0]."),
+        "the initial state is ignored: the loop starts from h = 0 and c = 0", "start the loop from h0[0] and c0[0]."
+    ),
     "lstm_state_read_swapped": Mistake(
         "the initial state is read as (c0, h0): h starts from c0 and c from h0",
-        "nn.LSTM's state is the tuple (h0, c0), hidden state first: h0, c0 = state."),
+        "nn.LSTM's state is the tuple (h0, c0), hidden state first: h0, c0 = state.",
+    ),
     "lstm_state_n_swapped": Mistake(
         "the final state is returned as (c_n, h_n) instead of (h_n, c_n)",
-        "return output, (h_n, c_n): the hidden state first, as nn.LSTM does."),
+        "return output, (h_n, c_n): the hidden state first, as nn.LSTM does.",
+    ),
     "lstm_output_holds_c": Mistake(
         "output holds the cells c_t instead of the hidden states h_t",
-        "output[t] is h_t, the hidden state after step t; the cell stays inside the layer (only c_n leaves it)."),
+        "output[t] is h_t, the hidden state after step t; the cell stays inside the layer (only c_n leaves it).",
+    ),
     "lstm_state_n_no_layer_axis": Mistake(
         "h_n and c_n have no leading num_layers axis: (N, H) instead of (1, N, H)",
-        "nn.LSTM's h_n and c_n are (num_layers * num_directions, N, H), also for one layer: return h[None], c[None]."),
+        "nn.LSTM's h_n and c_n are (num_layers * num_directions, N, H), also for one layer: return h[None], c[None].",
+    ),
 }
 """The classic LSTM mistakes A5's checks recognise, by key (keys prefixed ``lstm_``: one namespace with A1-A4's)."""
 
@@ -201,17 +224,48 @@ that no expected value crosses into it (tests/test_trust_boundary.py)."""
 
 STEP_GRAD_KEYS = ("dx", "dh_prev", "dc_prev", "dW_ih", "dW_hh", "db_ih", "db_hh")
 
-STEP_MISTAKES = ("lstm_gate_order_ifog", "lstm_gate_order_figo", "lstm_gate_order_iofg", "lstm_candidate_sigmoid",
-                 "lstm_gates_tanh", "lstm_activations_swapped", "lstm_no_tanh_on_cell", "lstm_cell_forgets_all",
-                 "lstm_h_c_swapped", "lstm_c_for_h")
+STEP_MISTAKES = (
+    "lstm_gate_order_ifog",
+    "lstm_gate_order_figo",
+    "lstm_gate_order_iofg",
+    "lstm_candidate_sigmoid",
+    "lstm_gates_tanh",
+    "lstm_activations_swapped",
+    "lstm_no_tanh_on_cell",
+    "lstm_cell_forgets_all",
+    "lstm_h_c_swapped",
+    "lstm_c_for_h",
+)
 # Step mistakes also looked for inside the loop of lstm_forward (returning (c, h) there is another mistake).
-LOOP_STEP_MISTAKES = ("lstm_gate_order_ifog", "lstm_gate_order_figo", "lstm_gate_order_iofg", "lstm_candidate_sigmoid",
-                      "lstm_gates_tanh", "lstm_activations_swapped", "lstm_no_tanh_on_cell", "lstm_cell_forgets_all")
-STEP_BACKWARD_MISTAKES = ("lstm_dc_prev_without_f", "lstm_dc_from_h_missing", "lstm_dc_in_ignored",
-                          "lstm_tanh_derivative_at_c", "lstm_candidate_sigmoid_derivative",
-                          "lstm_gate_derivatives_missing", "lstm_df_uses_c", "lstm_backward_gate_order")
-LAYER_MISTAKES = ("lstm_cell_not_carried", "lstm_c0_ignored", "lstm_state_ignored", "lstm_state_read_swapped",
-                  "lstm_state_n_swapped", "lstm_output_holds_c", "lstm_state_n_no_layer_axis")
+LOOP_STEP_MISTAKES = (
+    "lstm_gate_order_ifog",
+    "lstm_gate_order_figo",
+    "lstm_gate_order_iofg",
+    "lstm_candidate_sigmoid",
+    "lstm_gates_tanh",
+    "lstm_activations_swapped",
+    "lstm_no_tanh_on_cell",
+    "lstm_cell_forgets_all",
+)
+STEP_BACKWARD_MISTAKES = (
+    "lstm_dc_prev_without_f",
+    "lstm_dc_from_h_missing",
+    "lstm_dc_in_ignored",
+    "lstm_tanh_derivative_at_c",
+    "lstm_candidate_sigmoid_derivative",
+    "lstm_gate_derivatives_missing",
+    "lstm_df_uses_c",
+    "lstm_backward_gate_order",
+)
+LAYER_MISTAKES = (
+    "lstm_cell_not_carried",
+    "lstm_c0_ignored",
+    "lstm_state_ignored",
+    "lstm_state_read_swapped",
+    "lstm_state_n_swapped",
+    "lstm_output_holds_c",
+    "lstm_state_n_no_layer_axis",
+)
 
 _ORDERS = {"lstm_gate_order_ifog": "ifog", "lstm_gate_order_figo": "figo", "lstm_gate_order_iofg": "iofg"}
 
@@ -220,8 +274,16 @@ def _sigmoid(a: Array) -> Array:
     return 1.0 / (1.0 + np.exp(-a))
 
 
-def _step_variant(x: Array, h_prev: Array, c_prev: Array, W_ih: Array, W_hh: Array, b_ih: Array, b_hh: Array,
-                  mistake: str | None = None) -> tuple[Array, Array, dict[str, Array]]:
+def _step_variant(
+    x: Array,
+    h_prev: Array,
+    c_prev: Array,
+    W_ih: Array,
+    W_hh: Array,
+    b_ih: Array,
+    b_hh: Array,
+    mistake: str | None = None,
+) -> tuple[Array, Array, dict[str, Array]]:
     """One LSTM step, ``x (N, D), h_prev (N, H), c_prev (N, H) -> h (N, H), c (N, H), cache``,
     correct or with one mistake of :data:`STEP_MISTAKES`."""
     a = x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh  # (N, 4H)
@@ -236,8 +298,18 @@ def _step_variant(x: Array, h_prev: Array, c_prev: Array, W_ih: Array, W_hh: Arr
     i, f, g, o = gate(blocks["i"]), gate(blocks["f"]), candidate(blocks["g"]), gate(blocks["o"])
     c = i * g if mistake == "lstm_cell_forgets_all" else f * c_prev + i * g
     h = o * c if mistake == "lstm_no_tanh_on_cell" else o * np.tanh(c)
-    cache = {"x": x, "h_prev": h_prev, "c_prev": c_prev, "W_ih": W_ih, "W_hh": W_hh,
-             "i": i, "f": f, "g": g, "o": o, "c": c}
+    cache = {
+        "x": x,
+        "h_prev": h_prev,
+        "c_prev": c_prev,
+        "W_ih": W_ih,
+        "W_hh": W_hh,
+        "i": i,
+        "f": f,
+        "g": g,
+        "o": o,
+        "c": c,
+    }
     if mistake == "lstm_h_c_swapped":
         return c, h, cache
     if mistake == "lstm_c_for_h":
@@ -245,14 +317,15 @@ def _step_variant(x: Array, h_prev: Array, c_prev: Array, W_ih: Array, W_hh: Arr
     return h, c, cache
 
 
-def _step_backward_variant(dh: Array, dc: Array, cache: Mapping[str, Array], mistake: str | None = None
-                           ) -> dict[str, Array]:
+def _step_backward_variant(
+    dh: Array, dc: Array, cache: Mapping[str, Array], mistake: str | None = None
+) -> dict[str, Array]:
     """``lstm_step_backward``, ``-> {dx (N, D), dh_prev (N, H), dc_prev (N, H), dW_ih (4H, D), dW_hh (4H, H),
     db_ih (4H,), db_hh (4H,)}``, correct or with one mistake of :data:`STEP_BACKWARD_MISTAKES`."""
     x, h_prev, c_prev, W_ih, W_hh = (cache[k] for k in ("x", "h_prev", "c_prev", "W_ih", "W_hh"))
     i, f, g, o, c = (cache[k] for k in ("i", "f", "g", "o", "c"))
     tanh_c = np.tanh(c)
-    d_tanh = 1.0 - c ** 2 if mistake == "lstm_tanh_derivative_at_c" else 1.0 - tanh_c ** 2
+    d_tanh = 1.0 - c**2 if mistake == "lstm_tanh_derivative_at_c" else 1.0 - tanh_c**2
     if mistake == "lstm_dc_from_h_missing":
         dc_total = dc
     elif mistake == "lstm_dc_in_ignored":
@@ -266,17 +339,29 @@ def _step_backward_variant(dh: Array, dc: Array, cache: Mapping[str, Array], mis
         da_i, da_f, da_g, da_o = di, df, dg, do
     else:
         da_i, da_f, da_o = di * i * (1.0 - i), df * f * (1.0 - f), do * o * (1.0 - o)
-        da_g = dg * g * (1.0 - g) if mistake == "lstm_candidate_sigmoid_derivative" else dg * (1.0 - g ** 2)
+        da_g = dg * g * (1.0 - g) if mistake == "lstm_candidate_sigmoid_derivative" else dg * (1.0 - g**2)
     blocks = [da_i, da_f, da_o, da_g] if mistake == "lstm_backward_gate_order" else [da_i, da_f, da_g, da_o]
     da = np.concatenate(blocks, axis=1)  # (N, 4H)
     db = da.sum(axis=0)
-    return {"dx": da @ W_ih, "dh_prev": da @ W_hh,
-            "dc_prev": dc_total if mistake == "lstm_dc_prev_without_f" else dc_total * f,
-            "dW_ih": da.T @ x, "dW_hh": da.T @ h_prev, "db_ih": db, "db_hh": db.copy()}
+    return {
+        "dx": da @ W_ih,
+        "dh_prev": da @ W_hh,
+        "dc_prev": dc_total if mistake == "lstm_dc_prev_without_f" else dc_total * f,
+        "dW_ih": da.T @ x,
+        "dW_hh": da.T @ h_prev,
+        "db_ih": db,
+        "db_hh": db.copy(),
+    }
 
 
-def _layer_variant(x: Array, h0: Array, c0: Array, params: Mapping[str, Array], mistake: str | None = None,
-                   step_mistake: str | None = None) -> dict[str, Array]:
+def _layer_variant(
+    x: Array,
+    h0: Array,
+    c0: Array,
+    params: Mapping[str, Array],
+    mistake: str | None = None,
+    step_mistake: str | None = None,
+) -> dict[str, Array]:
     """One LSTM layer, ``x (T, N, D), h0 (1, N, H), c0 (1, N, H) -> {output (T, N, H), h_n, c_n (1, N, H)}``,
     correct or with one mistake of :data:`LAYER_MISTAKES` (or a step mistake in every step)."""
     W_ih, W_hh, b_ih, b_hh = (params[f"{k}_l0"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
@@ -290,8 +375,9 @@ def _layer_variant(x: Array, h0: Array, c0: Array, params: Mapping[str, Array], 
     start_c = c
     outs = []
     for t in range(x.shape[0]):
-        h, c, _ = _step_variant(x[t], h, start_c if mistake == "lstm_cell_not_carried" else c, W_ih, W_hh, b_ih,
-                                b_hh, mistake=step_mistake)
+        h, c, _ = _step_variant(
+            x[t], h, start_c if mistake == "lstm_cell_not_carried" else c, W_ih, W_hh, b_ih, b_hh, mistake=step_mistake
+        )
         outs.append(c if mistake == "lstm_output_holds_c" else h)
     if mistake == "lstm_state_n_swapped":
         h, c = c, h
@@ -308,13 +394,21 @@ def _layer_variant(x: Array, h0: Array, c0: Array, params: Mapping[str, Array], 
 def _lstm_params(rng: np.random.Generator, D: int, H: int) -> tuple[Array, Array, Array, Array]:
     """``W_ih (4H, D), W_hh (4H, H), b_ih (4H,), b_hh (4H,)``: larger than PyTorch's init, so that every
     activation is clearly nonlinear and every mistake changes the numbers."""
-    return (rng.uniform(-0.8, 0.8, (4 * H, D)), rng.uniform(-0.8, 0.8, (4 * H, H)),
-            rng.uniform(-0.5, 0.5, 4 * H), rng.uniform(-0.5, 0.5, 4 * H))
+    return (
+        rng.uniform(-0.8, 0.8, (4 * H, D)),
+        rng.uniform(-0.8, 0.8, (4 * H, H)),
+        rng.uniform(-0.5, 0.5, 4 * H),
+        rng.uniform(-0.5, 0.5, 4 * H),
+    )
 
 
 def _state_dict(W_ih: Array, W_hh: Array, b_ih: Array, b_hh: Array, suffix: str = "") -> dict[str, torch.Tensor]:
-    return {f"weight_ih{suffix}": torch.from_numpy(W_ih), f"weight_hh{suffix}": torch.from_numpy(W_hh),
-            f"bias_ih{suffix}": torch.from_numpy(b_ih), f"bias_hh{suffix}": torch.from_numpy(b_hh)}
+    return {
+        f"weight_ih{suffix}": torch.from_numpy(W_ih),
+        f"weight_hh{suffix}": torch.from_numpy(W_hh),
+        f"bias_ih{suffix}": torch.from_numpy(b_ih),
+        f"bias_hh{suffix}": torch.from_numpy(b_hh),
+    }
 
 
 def _cell(W_ih: Array, W_hh: Array, b_ih: Array, b_hh: Array) -> nn.LSTMCell:
@@ -355,28 +449,43 @@ def _unpack_step_forward(result: Any) -> dict[str, Array]:
     if result is None:
         raise _Unpack("it returned None: did you forget `return h, c, cache`?")
     if not isinstance(result, (tuple, list)) or len(result) != 3:
-        raise _Unpack(f"expected a tuple (h, c, cache), got {type(result).__name__}"
-                      + (f" of {len(result)} elements" if isinstance(result, (tuple, list)) else ""))
+        raise _Unpack(
+            f"expected a tuple (h, c, cache), got {type(result).__name__}"
+            + (f" of {len(result)} elements" if isinstance(result, (tuple, list)) else "")
+        )
     h, c, cache = result
     if not isinstance(cache, Mapping):
-        raise _Unpack(f"the cache should be a dict with (at least) the keys {list(STEP_CACHE_KEYS)}, "
-                      f"got {type(cache).__name__}")
+        raise _Unpack(
+            f"the cache should be a dict with (at least) the keys {list(STEP_CACHE_KEYS)}, got {type(cache).__name__}"
+        )
     missing = [k for k in STEP_CACHE_KEYS if k not in cache]
     if missing:
-        raise _Unpack(f"the cache has no key(s) {missing}: it needs (at least) {list(STEP_CACHE_KEYS)}, the gates "
-                      "i, f, g, o being their activations (after sigmoid or tanh)")
-    return _flatten_step(_to_array(h, "h"), _to_array(c, "c"),
-                         {k: _to_array(cache[k], f"cache[{k!r}]") for k in COMPUTED_CACHE_KEYS})
+        raise _Unpack(
+            f"the cache has no key(s) {missing}: it needs (at least) {list(STEP_CACHE_KEYS)}, the gates "
+            "i, f, g, o being their activations (after sigmoid or tanh)"
+        )
+    return _flatten_step(
+        _to_array(h, "h"), _to_array(c, "c"), {k: _to_array(cache[k], f"cache[{k!r}]") for k in COMPUTED_CACHE_KEYS}
+    )
 
 
 _GATE_SHAPE = "(N, H)"
 _STEP_FORWARD_TASK = Task(
-    "lstm_step_forward", _unpack_step_forward,
-    {"h": "(N, H)", "c": "(N, H)", "cache['i']": _GATE_SHAPE, "cache['f']": _GATE_SHAPE, "cache['g']": _GATE_SHAPE,
-     "cache['o']": _GATE_SHAPE, "cache['c']": "(N, H)"},
+    "lstm_step_forward",
+    _unpack_step_forward,
+    {
+        "h": "(N, H)",
+        "c": "(N, H)",
+        "cache['i']": _GATE_SHAPE,
+        "cache['f']": _GATE_SHAPE,
+        "cache['g']": _GATE_SHAPE,
+        "cache['o']": _GATE_SHAPE,
+        "cache['c']": "(N, H)",
+    },
     LSTM_FORWARD_IMPLEMENTATIONS,
     hint="a = x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh; i, f, g, o = np.split(a, 4, axis=1); "
-         "i, f, o through the sigmoid, g through tanh; c = f * c_prev + i * g; h = o * tanh(c).")
+    "i, f, o through the sigmoid, g through tanh; c = f * c_prev + i * g; h = o * tanh(c).",
+)
 
 
 def diagnose_lstm_step_forward(fn: Any, *, seed: int = 0, extended: bool = False) -> str | None:
@@ -412,12 +521,22 @@ def _step_backward_probe(seed: int, k: int, N: int, D: int, H: int) -> Probe:
 
 
 _STEP_BACKWARD_TASK = Task(
-    "lstm_step_backward", _unpack_dict(STEP_GRAD_KEYS),
-    {"dx": "(N, D)", "dh_prev": "(N, H)", "dc_prev": "(N, H)", "dW_ih": "(4H, D)", "dW_hh": "(4H, H)",
-     "db_ih": "(4H,)", "db_hh": "(4H,)"}, LSTM_BACKWARD_IMPLEMENTATIONS,
+    "lstm_step_backward",
+    _unpack_dict(STEP_GRAD_KEYS),
+    {
+        "dx": "(N, D)",
+        "dh_prev": "(N, H)",
+        "dc_prev": "(N, H)",
+        "dW_ih": "(4H, D)",
+        "dW_hh": "(4H, H)",
+        "db_ih": "(4H,)",
+        "db_hh": "(4H,)",
+    },
+    LSTM_BACKWARD_IMPLEMENTATIONS,
     hint="dc_total = dc + dh * o * (1 - tanh(c)**2); then the gates' gradients, each through its activation, "
-         "concatenated in the order i, f, g, o into da (N, 4H); dx = da @ W_ih, dh_prev = da @ W_hh, "
-         "dc_prev = dc_total * f.")
+    "concatenated in the order i, f, g, o into da (N, 4H); dx = da @ W_ih, dh_prev = da @ W_hh, "
+    "dc_prev = dc_total * f.",
+)
 
 
 def diagnose_lstm_step_backward(fn: Any, *, seed: int = 0, extended: bool = False) -> str | None:
@@ -446,8 +565,9 @@ def _forward_probe(seed: int, k: int, T: int, N: int, D: int, H: int) -> Probe:
         out, (h_n, c_n) = lstm(torch.from_numpy(x), (torch.from_numpy(h0), torch.from_numpy(c0)))
     expected = {"output": out.numpy(), "h_n": h_n.numpy(), "c_n": c_n.numpy()}
     variants = {m: _safe(lambda m=m: _layer_variant(x, h0, c0, params, m)) for m in LAYER_MISTAKES}
-    variants.update({m: _safe(lambda m=m: _layer_variant(x, h0, c0, params, step_mistake=m))
-                     for m in LOOP_STEP_MISTAKES})
+    variants.update(
+        {m: _safe(lambda m=m: _layer_variant(x, h0, c0, params, step_mistake=m)) for m in LOOP_STEP_MISTAKES}
+    )
     return Probe(f"T={T}, N={N}, D={D}, H={H}", (x, (h0, c0), params), expected, variants)
 
 
@@ -458,22 +578,28 @@ def _unpack_forward(result: Any) -> dict[str, Array]:
     if not isinstance(result, (tuple, list)):
         raise _Unpack(f"expected a tuple {form}, got a single {type(result).__name__}")
     if len(result) == 3:
-        raise _Unpack(f"expected a tuple {form} of 2 elements, got 3: nn.LSTM returns the final state as one tuple, "
-                      "`return output, (h_n, c_n)`")
+        raise _Unpack(
+            f"expected a tuple {form} of 2 elements, got 3: nn.LSTM returns the final state as one tuple, "
+            "`return output, (h_n, c_n)`"
+        )
     if len(result) != 2:
         raise _Unpack(f"expected a tuple {form} of 2 elements, got {len(result)} elements")
     output, state = result
     if not isinstance(state, (tuple, list)) or len(state) != 2:
-        raise _Unpack(f"expected a tuple {form}: its second element should be the pair (h_n, c_n), got "
-                      f"{type(state).__name__}" + (f" of {len(state)} elements" if isinstance(state, (tuple, list))
-                                                   else ""))
-    return {"output": _to_array(output, "output"), "h_n": _to_array(state[0], "h_n"),
-            "c_n": _to_array(state[1], "c_n")}
+        raise _Unpack(
+            f"expected a tuple {form}: its second element should be the pair (h_n, c_n), got "
+            f"{type(state).__name__}" + (f" of {len(state)} elements" if isinstance(state, (tuple, list)) else "")
+        )
+    return {"output": _to_array(output, "output"), "h_n": _to_array(state[0], "h_n"), "c_n": _to_array(state[1], "c_n")}
 
 
-_FORWARD_TASK = Task("lstm_forward", _unpack_forward, {"output": "(T, N, H)", "h_n": "(1, N, H)", "c_n": "(1, N, H)"},
-                     LSTM_FORWARD_IMPLEMENTATIONS,
-                     hint="if check_lstm_step_forward fails too, fix lstm_step_forward first.")
+_FORWARD_TASK = Task(
+    "lstm_forward",
+    _unpack_forward,
+    {"output": "(T, N, H)", "h_n": "(1, N, H)", "c_n": "(1, N, H)"},
+    LSTM_FORWARD_IMPLEMENTATIONS,
+    hint="if check_lstm_step_forward fails too, fix lstm_step_forward first.",
+)
 
 
 def diagnose_lstm_forward(fn: Any, *, seed: int = 0, extended: bool = False) -> str | None:
