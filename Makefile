@@ -69,7 +69,7 @@ JOBS ?= $(shell python3 -c 'import os; print((os.cpu_count() or 1) + 1)' 2>/dev/
 # notebook's cells share a kernel; a module shares its fixtures; the grading galleries
 # split), and hands the longest groups out first (--no-loadscope-reorder keeps that order).
 # Pointing at chapters/ keeps nbval out of _build/.
-test: $(STAMP) browser sandbox
+test: $(STAMP) lint browser sandbox
 	$(BIN)/python -m compileall -q rnnlib tools >/dev/null  # bytecode written once, before the workers start
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --no-loadscope-reorder -rs \
 		--nbval --nbval-current-env \

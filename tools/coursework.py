@@ -729,8 +729,9 @@ def off_limits_flags(nb: NotebookNode, probes: dict[str, ProbePlan]) -> list[str
     The probes replace the library RNNs by recording stubs while the learner's function runs
     (so a call fails the task), but those stubs live in the kernel; this check reads the
     submitted code on the trusted side: a solution cell that mentions ``nn.RNN``, ``RNNCell``,
-    the course library's RNN code or autograd (A1-A3), or rnnlib's ready-made model and
-    trainers (A4), is for a teacher to look at.
+    the course library's RNN code or autograd (A1-A3; in A5 also ``nn.LSTM``, ``LSTMCell`` and
+    rnnlib's LSTMs: the names each task forbids), or rnnlib's ready-made model and trainers
+    (A4), is for a teacher to look at.
     """
     import ast
 
@@ -1427,7 +1428,7 @@ def score(
 
 
 def _numpy_only_problem(nb: NotebookNode, src: NotebookNode, probe: ProbePlan) -> str | None:
-    """A1-A3's rule "NumPy only inside your functions", decided on the trusted side from the code.
+    """A1-A3's and A5's rule "NumPy only inside your functions", decided on the trusted side from the code.
 
     Starting from the graded names (``rnn_forward``), follow every name the code uses through
     the learner's cells: functions defined there, module-level assignments, imports. If any of
