@@ -744,10 +744,23 @@ def _check_launch_buttons(reader: Reader, page: TocPage) -> list[str]:
     return problems
 
 
-EDITION_PAGES = [(edition, page) for edition in EDITIONS for page in PAGES]
+# The page checks are the longest part of this module (two editions, the English pages in both themes),
+# so under `make test` they run as several xdist groups, each in its own worker with its own browser: run
+# as one group, they were the suite's tail on 2 cores. The site itself is built once per run (`site`).
+PAGE_GROUPS_PER_EDITION = {"": 3, ZH: 2}
+EDITION_PAGES = [
+    pytest.param(
+        edition,
+        page,
+        id=edition_path(edition, page.docname),
+        marks=pytest.mark.xdist_group(f"site-pages-{EDITIONS[edition]}-{i % PAGE_GROUPS_PER_EDITION[edition]}"),
+    )
+    for edition in EDITIONS
+    for i, page in enumerate(PAGES)
+]
 
 
-@pytest.mark.parametrize(("edition", "page"), EDITION_PAGES, ids=[edition_path(e, p.docname) for e, p in EDITION_PAGES])
+@pytest.mark.parametrize(("edition", "page"), EDITION_PAGES)
 def test_page_reads_right(reader: Reader, edition: str, page: TocPage) -> None:
     """Title, typeset maths, loaded images, readable text in both themes, launch buttons, clean console.
 
