@@ -579,7 +579,9 @@ class Reader:
 
 @pytest.fixture(scope="module")
 def reader(site: Path, browser):
-    with serve_tool.serve(site) as base_url:
+    # The site does not change while the module reads it: scripts, fonts and images are cached
+    # between pages as a host would let them be (tools/serve.py), the pages themselves never.
+    with serve_tool.serve(site, cache_assets=True) as base_url:
         context = browser.new_context(viewport=VIEWPORT, color_scheme="light", device_scale_factor=1)
         try:
             yield Reader(context.new_page(), base_url)

@@ -25,13 +25,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files, no request log, no caching (a rebuilt page is seen at once)."""
+    """Static files, no request log; no caching unless ``cache_assets`` (a rebuilt page is seen at once)."""
+
+    cache_assets = False  # see serve(cache_assets=...)
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
         pass
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._status = code
+        super().send_response(code, message)
+
     def end_headers(self) -> None:
-        self.send_header("Cache-Control", "no-store")
+        page = self.path.split("?", 1)[0].split("#", 1)[0]
+        # Only a file that was there: a missing one (404) must fail again on the next page.
+        found = getattr(self, "_status", 0) == 200
+        if self.cache_assets and found and not page.endswith((".html", ".htm", "/")):
+            self.send_header("Cache-Control", "max-age=3600")
+        else:
+            self.send_header("Cache-Control", "no-store")
         super().end_headers()
 
 
@@ -45,9 +57,18 @@ class QuietServer(http.server.ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def serve(html_dir: Path, port: int = 0) -> Iterator[str]:
-    """Serve ``html_dir`` on 127.0.0.1 in a daemon thread; yield its base URL."""
-    handler = functools.partial(QuietHandler, directory=str(html_dir))
+def serve(html_dir: Path, port: int = 0, *, cache_assets: bool = False) -> Iterator[str]:
+    """Serve ``html_dir`` on 127.0.0.1 in a daemon thread; yield its base URL.
+
+    ``cache_assets=True`` lets the browser keep everything but the pages themselves (scripts,
+    styles, fonts, images, the search index) for an hour, as a real host would. For a site that
+    does not change while it is served (the tests): MathJax and the theme's scripts are then
+    fetched and compiled once, not on every page (measured on 2 cores: the browser's CPU time
+    for the English pages fell by about a quarter). The default re-sends everything, so a page
+    rebuilt while you look at it shows its new figures at once.
+    """
+    handler_class = type("Handler", (QuietHandler,), {"cache_assets": cache_assets})
+    handler = functools.partial(handler_class, directory=str(html_dir))
     server = QuietServer(("127.0.0.1", port), handler)
     thread = threading.Thread(target=server.serve_forever, name="site-server", daemon=True)
     thread.start()
