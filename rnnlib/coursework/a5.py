@@ -236,17 +236,9 @@ STEP_MISTAKES = (
     "lstm_h_c_swapped",
     "lstm_c_for_h",
 )
-# Step mistakes also looked for inside the loop of lstm_forward (returning (c, h) there is another mistake).
-LOOP_STEP_MISTAKES = (
-    "lstm_gate_order_ifog",
-    "lstm_gate_order_figo",
-    "lstm_gate_order_iofg",
-    "lstm_candidate_sigmoid",
-    "lstm_gates_tanh",
-    "lstm_activations_swapped",
-    "lstm_no_tanh_on_cell",
-    "lstm_cell_forgets_all",
-)
+# Step mistakes also looked for inside the loop of lstm_forward: all but the two about what the step returns
+# (inside the loop, returning (c, h) or c is a mistake of the layer, in LAYER_MISTAKES).
+LOOP_STEP_MISTAKES = tuple(m for m in STEP_MISTAKES if m not in ("lstm_h_c_swapped", "lstm_c_for_h"))
 STEP_BACKWARD_MISTAKES = (
     "lstm_dc_prev_without_f",
     "lstm_dc_from_h_missing",
