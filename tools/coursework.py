@@ -545,11 +545,14 @@ SUSPICIOUS_NAMES = {
     "Path",
     "io",
 }
-SUSPICIOUS_ATTRS = {
-    "meta_path",
-    "path_hooks",
-    "path_importer_cache",
-    "modules",
+# What no honest answer does: reach into the interpreter's frames or code objects, IPython's input and
+# event hooks, the import system, or the grading machinery's private parts, or reassign what another
+# module exports. A submission that does is graded, and its points are withheld for a teacher.
+TAMPER_ATTRS = {
+    "__code__",
+    "__globals__",
+    "__closure__",
+    "__builtins__",
     "_getframe",
     "f_back",
     "f_locals",
@@ -557,13 +560,20 @@ SUSPICIOUS_ATTRS = {
     "f_code",
     "gi_frame",
     "tb_frame",
-    "settrace",
-    "setprofile",
     "input_transformers_cleanup",
     "input_transformers_post",
     "ast_transformers",
-    "events",
+    "meta_path",
+    "path_hooks",
+    "path_importer_cache",
+    "settrace",
+    "setprofile",
     "register_magic_function",
+}
+# Everything that tampers (TAMPER_ATTRS: the points are withheld) is also flagged for review, and more:
+SUSPICIOUS_ATTRS = TAMPER_ATTRS | {
+    "modules",
+    "events",
     "system",
     "popen",
     "fork",
@@ -584,8 +594,6 @@ SUSPICIOUS_ATTRS = {
     "replace",
     "chmod",
     "symlink",
-    "__code__",
-    "__globals__",
     "__class__",
     "__subclasses__",
     "__dict__",
@@ -782,31 +790,8 @@ def off_limits_flags(nb: NotebookNode, probes: dict[str, ProbePlan]) -> list[str
     return flags
 
 
-# What no honest answer does: reach into the interpreter's frames or code objects, IPython's input and
-# event hooks, the import system, or the grading machinery's private parts, or reassign what another
-# module exports. A submission that does is graded, and its points are withheld for a teacher.
-TAMPER_ATTRS = {
-    "__code__",
-    "__globals__",
-    "__closure__",
-    "__builtins__",
-    "_getframe",
-    "f_back",
-    "f_locals",
-    "f_globals",
-    "f_code",
-    "gi_frame",
-    "tb_frame",
-    "input_transformers_cleanup",
-    "input_transformers_post",
-    "ast_transformers",
-    "meta_path",
-    "path_hooks",
-    "path_importer_cache",
-    "settrace",
-    "setprofile",
-    "register_magic_function",
-}
+# The rest of tampering() (TAMPER_ATTRS is above, beside SUSPICIOUS_ATTRS): modules whose exports a learner's
+# cell must not reassign, the grader's own modules, and calls that build code at run time.
 TAMPER_ROOTS = {
     "rnnlib",
     "builtins",
