@@ -93,8 +93,9 @@ LONG_GROUPS_FIRST = [
     # Not long, but its first test builds the site (about 25 s on one core): started first, the
     # build overlaps the gradings on the other workers, instead of the page groups all waiting for it.
     "tests/test_site.py",
+    # One nbgrader course for A1-A5, built once: the longest group (about 100 s on a busy 2-core machine).
+    "tests/test_nbgrader_round_trip.py",
     "chapters/09_training.ipynb",
-    "nbgrader-A4",
     "chapters/06_vanishing_exploding.ipynb",
     "chapters/coursework/A4_training.ipynb",
     "fairness-a4",
@@ -102,7 +103,6 @@ LONG_GROUPS_FIRST = [
     "security-",
     "site-pages-",
     "tests/test_i18n.py",
-    "nbgrader-",
     "chapters/11_performance.ipynb",  # 15-20 s: in collection order it came last and ran alone
     "robustness-",
     "tests/test_coursework_robustness.py::",

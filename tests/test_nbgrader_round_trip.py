@@ -44,55 +44,68 @@ def test_the_round_trip_covers_every_assignment():
     assert sorted(ASSIGNMENTS) == ["a1", "a2", "a3", "a4", "a5"]
 
 
-# One course per assignment, so that xdist runs the five side by side (conftest.py: groups).
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(name, marks=pytest.mark.xdist_group(f"nbgrader-{name.upper()}")) for name in sorted(ASSIGNMENTS)],
-)
-def test_nbgrader_course_round_trip(tmp_path, student_dir, name):  # noqa: F811 - the fixture imported above
-    """In a teacher's own nbgrader course, for each of A1-A5: generate_assignment == our student
-    version; autograde gives the solution full marks, the untouched student version zero, and the
-    same points per task as our grader (plus, for A1, a submission with a wrong answer and an
-    edited test)."""
-    from nbgrader.api import Gradebook
+def submissions_for(name: str, students: Path) -> dict[str, tuple[nbformat.NotebookNode, float]]:
+    """Who hands in what for one assignment, and the total nbgrader must give them: alice the
+    solution (full marks), bob the untouched student version (zero); for A1 also carol, a wrong
+    answer whose test cell was replaced by ``pass`` and given 100 points (nbgrader restores it)."""
+    solution = ASSIGNMENTS[name]
+    alice = cw.read_notebook(solution)
+    out = {
+        "alice": (alice, float(sum(t.points for t in cw.tasks_of(alice)))),
+        "bob": (cw.read_notebook(students / solution.name), 0.0),
+    }
+    if name == "a1":
+        carol = cw.read_notebook(solution)
+        a1_edits_test_cell(carol)
+        out["carol"] = (carol, 7.0)
+    return out
 
-    course = tmp_path / "course"
-    course.mkdir()
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory, student_dir) -> Path:  # noqa: F811 - the fixture imported above
+    """A teacher's own nbgrader course holding A1-A5, as a teacher runs it: the solutions in
+    ``source/``, ``generate_assignment``, the submissions in ``submitted/``, ``autograde``. Each
+    command runs once for every assignment (nbgrader's ``"*"``), as in a real course, and so the
+    suite starts two nbgrader processes instead of ten (about 1.3 s of CPU each)."""
+    course = tmp_path_factory.mktemp("course")
     (course / "nbgrader_config.py").write_text(
         "c = get_config()\n"
         f"c.CourseDirectory.root = {str(course)!r}\n"
         "c.CourseDirectory.course_id = 'rnn-course'\n"
         "c.Execute.timeout = 120\n"
     )
-    assignments = {name: ASSIGNMENTS[name]}
-    expected: dict[tuple[str, str], float] = {}
-    for name, solution in assignments.items():
+    for name, solution in ASSIGNMENTS.items():
         (course / "source" / name).mkdir(parents=True)
         shutil.copy(solution, course / "source" / name / solution.name)
-        nbgrader(course, "generate_assignment", name, "--force")
-
-        release = cw.read_notebook(course / "release" / name / solution.name)
-        ours = cw.read_notebook(student_dir / solution.name)
-        assert [(c.cell_type, c.source) for c in release.cells] == [(c.cell_type, c.source) for c in ours.cells]
-        assert [c.metadata for c in release.cells] == [c.metadata for c in ours.cells]
-
-        submissions = {"alice": cw.read_notebook(solution), "bob": ours}
-        expected[name, "alice"] = float(sum(t.points for t in cw.tasks_of(submissions["alice"])))
-        expected[name, "bob"] = 0.0
-        if name == "a1":
-            carol = cw.read_notebook(solution)
-            a1_edits_test_cell(carol)
-            submissions["carol"] = carol
-            expected[name, "carol"] = 7.0
-        for student, nb in submissions.items():
+    nbgrader(course, "generate_assignment", "*", "--force")
+    for name, solution in ASSIGNMENTS.items():
+        for student, (nb, _total) in submissions_for(name, student_dir).items():
             (course / "submitted" / student / name).mkdir(parents=True)
             nbformat.write(nb, course / "submitted" / student / name / solution.name)
-        nbgrader(course, "autograde", name)  # creates the students in the gradebook (create_student=True)
+    nbgrader(course, "autograde", "*")  # creates the students in the gradebook (create_student=True)
+    return course
 
+
+# The course is built once (a module-scoped fixture), so the module is one xdist group
+# (conftest.py: groups); each assignment is still its own test, with its own verdict.
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(ASSIGNMENTS))
+def test_nbgrader_course_round_trip(course, student_dir, name):  # noqa: F811 - the fixture imported above
+    """In a teacher's own nbgrader course, for each of A1-A5: generate_assignment == our student
+    version; autograde gives the solution full marks, the untouched student version zero, and the
+    same points per task as our grader (plus, for A1, a submission with a wrong answer and an
+    edited test)."""
+    from nbgrader.api import Gradebook
+
+    solution = ASSIGNMENTS[name]
+    release = cw.read_notebook(course / "release" / name / solution.name)
+    ours = cw.read_notebook(student_dir / solution.name)
+    assert [(c.cell_type, c.source) for c in release.cells] == [(c.cell_type, c.source) for c in ours.cells]
+    assert [c.metadata for c in release.cells] == [c.metadata for c in ours.cells]
+
+    expected = {student: total for student, (_nb, total) in submissions_for(name, student_dir).items()}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "rnn-course") as gb:
-        for (name, student), total in expected.items():
-            solution = assignments[name]
+        for student, total in expected.items():
             submission = gb.find_submission(name, student)
             assert submission.score == total, (name, student, submission.score)
             theirs = {g.name: g.score for g in gb.find_submission_notebook(solution.stem, name, student).grades}
