@@ -169,4 +169,10 @@ def referee_check(folder: Path, collect: Callable[[Any], Any], timeout: float = 
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    status = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Nothing is left to clean up (the folders are the kernel's), so skip the interpreter's teardown:
+    # with PyTorch loaded it frees every object one by one, about 0.4 s of CPU per referee, and a
+    # grading starts one referee per kernel.
+    os._exit(status)
