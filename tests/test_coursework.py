@@ -148,11 +148,33 @@ def full_marks(source: Path) -> dict[str, float]:
 # --------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def student_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("student")
+def _write_student_versions(out: Path) -> None:
     result = subprocess.run([PYTHON, str(TOOL), "student", "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory) -> Path:
+    """The student versions, as the command line writes them (``coursework.py student``).
+
+    Written once per test run: under xdist the workers share one folder (the first writes it, the
+    others wait for it), instead of every module on every worker running the command again. The
+    tests only read it (the grader is checked not to modify what it grades)."""
+    run = os.environ.get("RNN_COURSE_RUN_TMP")  # tests/conftest.py
+    if not run:
+        out = tmp_path_factory.mktemp("student")
+        _write_student_versions(out)
+        return out
+    import fcntl
+
+    out, done = Path(run) / "student", Path(run) / "student.done"
+    with open(Path(run) / "student.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(out, ignore_errors=True)  # a worker that failed half-way
+            out.mkdir()
+            _write_student_versions(out)
+            done.touch()
     return out
 
 
