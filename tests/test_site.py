@@ -748,8 +748,10 @@ def _check_launch_buttons(reader: Reader, page: TocPage) -> list[str]:
 
 # The page checks are the longest part of this module (two editions, the English pages in both themes),
 # so under `make test` they run as several xdist groups, each in its own worker with its own browser: run
-# as one group, they were the suite's tail on 2 cores. The site itself is built once per run (`site`).
-PAGE_GROUPS_PER_EDITION = {"": 3, ZH: 2}
+# as one group, they were the suite's tail on 2 cores. Not more groups than that: each starts a browser
+# and loads the theme's scripts, styles and fonts afresh (about 1.5 s of CPU). The site itself is built
+# once per run (`site`).
+PAGE_GROUPS_PER_EDITION = {"": 2, ZH: 1}
 EDITION_PAGES = [
     pytest.param(
         edition,
