@@ -93,7 +93,7 @@ LONG_GROUPS_FIRST = [
     # Not long, but its first test builds the site (about 25 s on one core): started first, the
     # build overlaps the gradings on the other workers, instead of the page groups all waiting for it.
     "tests/test_site.py",
-    # One nbgrader course for A1-A5, built once: the longest group (about 100 s on a busy 2-core machine).
+    # One nbgrader course for A1-A5, built once: the longest group (140-155 s in the suite on 2 cores).
     "tests/test_nbgrader_round_trip.py",
     "chapters/09_training.ipynb",
     "chapters/06_vanishing_exploding.ipynb",

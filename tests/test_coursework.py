@@ -18,6 +18,7 @@ the student edition of the site (tests/test_student_site.py). Gradings are share
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -81,13 +83,29 @@ def _content_key(path: Path, kwargs: dict) -> str:
     return hashlib.sha256((content + options).encode()).hexdigest()
 
 
+def _run_folder() -> Path | None:
+    """The folder the xdist workers of this test run share (tests/conftest.py), None outside xdist."""
+    run = os.environ.get("RNN_COURSE_RUN_TMP")
+    return Path(run) if run else None
+
+
+@contextlib.contextmanager
+def _exclusively(lock: Path) -> Iterator[None]:
+    """Hold the file lock ``lock`` for the block: a worker doing the same work waits for this one."""
+    import fcntl
+
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def _shared_reports() -> Path | None:
     """A folder the xdist workers of this run share (None outside xdist): a report graded by one
     worker is read by the others, which wait for it rather than grade the same cells again."""
-    run = os.environ.get("RNN_COURSE_RUN_TMP")  # tests/conftest.py
-    if not run:
+    run = _run_folder()
+    if run is None:
         return None
-    folder = Path(run) / "graded"
+    folder = run / "graded"
     folder.mkdir(exist_ok=True)
     return folder
 
@@ -96,11 +114,9 @@ def _graded_once(key: str, path: Path, kwargs: dict) -> cw.Report:
     folder = _shared_reports()
     if folder is None:
         return cw.grade(path, **kwargs)
-    import fcntl
     import pickle
 
-    with open(folder / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker grading the same cells: wait for its report
+    with _exclusively(folder / f"{key}.lock"):  # another worker grading the same cells: wait for its report
         stored = folder / f"{key}.pickle"
         if stored.exists():
             return pickle.loads(stored.read_bytes())  # noqa: S301 - written by this test run
@@ -160,16 +176,13 @@ def student_dir(tmp_path_factory) -> Path:
     Written once per test run: under xdist the workers share one folder (the first writes it, the
     others wait for it), instead of every module on every worker running the command again. The
     tests only read it (the grader is checked not to modify what it grades)."""
-    run = os.environ.get("RNN_COURSE_RUN_TMP")  # tests/conftest.py
-    if not run:
+    run = _run_folder()
+    if run is None:
         out = tmp_path_factory.mktemp("student")
         _write_student_versions(out)
         return out
-    import fcntl
-
-    out, done = Path(run) / "student", Path(run) / "student.done"
-    with open(Path(run) / "student.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    out, done = run / "student", run / "student.done"
+    with _exclusively(run / "student.lock"):
         if not done.exists():
             shutil.rmtree(out, ignore_errors=True)  # a worker that failed half-way
             out.mkdir()
